@@ -1,0 +1,58 @@
+"""The FastAPI application: wires settings, the model service and every router together.
+
+Routers only translate HTTP into calls to the packages; state lives on ``app.state``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from secops_ai import __version__
+from secops_ai.api.deps import require_api_key
+from secops_ai.api.errors import install_error_handlers
+from secops_ai.api.routers import agents, datasets, evals, health, openai_routes, training
+from secops_ai.config import Settings, get_settings
+from secops_ai.observability.logging import setup_logging
+from secops_ai.observability.metrics import install_metrics
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
+    """Build the app. ``load_model=False`` skips loading the model (routes that need it answer 503)."""
+    settings = settings or get_settings()
+    setup_logging(settings.log_level)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from secops_ai.inference.service import ModelService
+
+        service = ModelService(settings)
+        app.state.models = service
+        if load_model:
+            await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(title="SecOps AI", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    install_metrics(app)
+
+    auth = [Depends(require_api_key)]
+    app.include_router(health.router)
+    app.include_router(openai_routes.router, prefix="/v1", dependencies=auth)
+    app.include_router(datasets.router, dependencies=auth)
+    app.include_router(training.router, dependencies=auth)
+    app.include_router(evals.router, dependencies=auth)
+    app.include_router(agents.router, dependencies=auth)
+    if STATIC_DIR.is_dir():
+        app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
+    return app

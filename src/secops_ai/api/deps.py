@@ -1,0 +1,26 @@
+"""Dependencies shared by routers: settings, API-key auth."""
+
+from __future__ import annotations
+
+import secrets
+
+from fastapi import Depends, Request
+
+from secops_ai.api.errors import APIError
+from secops_ai.config import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def require_api_key(request: Request, settings: Settings = Depends(get_app_settings)) -> None:
+    """With ``SECOPS_API_KEYS`` set, demand ``Authorization: Bearer <key>``; otherwise allow all."""
+    keys = settings.api_key_set
+    if not keys:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not any(secrets.compare_digest(token.strip(), k) for k in keys):
+        raise APIError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'.",
+                       type="invalid_request_error", code="invalid_api_key")

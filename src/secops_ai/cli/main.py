@@ -1,0 +1,31 @@
+"""The ``secops-ai`` command: one Typer app; each sub-command group lives in its own module.
+
+Commands only parse arguments and call into the packages; they hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from secops_ai.cli import agent, chat, data, evals, models, pretrain, serve, train
+
+app = typer.Typer(
+    name="secops-ai",
+    help="SecOps AI: fine-tune, evaluate, serve and align security language models and agents, offline.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+app.command("serve", help="Start the OpenAI-compatible API server (and web UI).")(serve.serve)
+app.command("chat", help="Streaming terminal chat with the configured model, local or remote.")(chat.chat)
+app.add_typer(serve.base_app, name="base", help="Prepare and inspect the base model.")
+app.add_typer(data.app, name="data", help="Versioned, immutable datasets: import, generate, verify, export.")
+app.add_typer(train.app, name="train", help="Fine-tune with LoRA/QLoRA SFT, DPO or ORPO from a run config.")
+app.add_typer(models.app, name="models", help="Model registry: list, show, promote, archive, rollback, merge.")
+app.add_typer(evals.app, name="eval", help="Evaluation suites and promotion gates.")
+app.add_typer(agent.app, name="agent", help="Run and replay security agents.")
+app.add_typer(pretrain.app, name="pretrain", help="Pretrain small GPTs from scratch, nanoGPT-style.")
+
+
+if __name__ == "__main__":
+    app()

