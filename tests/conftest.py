@@ -22,7 +22,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from secops_ai.config import Workspace, get_settings  # noqa: E402
+import contextlib
+
+from secops_ai.config import Workspace, get_settings
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY_MODEL_VERSION = "v1"
@@ -72,10 +74,8 @@ def smollm2_tokenizer_dir(request: pytest.FixtureRequest) -> Path:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         tmp = target.with_name(f".smollm2.{os.getpid()}")
         tok.save_pretrained(tmp)
-        try:
+        with contextlib.suppress(OSError):  # another process won the race
             tmp.rename(target)
-        except OSError:  # another process won the race
-            pass
     return target
 
 
@@ -96,10 +96,8 @@ def build_tiny_llama(target: Path, tokenizer_dir: Path, *, seed: int = 0) -> Pat
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    try:
+    with contextlib.suppress(OSError):
         tmp.rename(target)
-    except OSError:
-        pass
     return target
 
 

@@ -62,7 +62,7 @@ def atomic_dir(final: Path, *, exist_ok: bool = False) -> Iterator[Path]:
 
 def make_read_only(root: Path) -> None:
     """Remove write bits from every file and folder under ``root`` (immutable datasets and runs)."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         for name in filenames:
             p = Path(dirpath) / name
             p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))

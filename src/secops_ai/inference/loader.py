@@ -7,10 +7,10 @@ safetensors + tokenizer (with its chat template) under ``models/base/<name>/``; 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 from secops_ai.config import BUNDLED_BASE_MODEL, Settings, Workspace
@@ -178,3 +178,57 @@ def discover_adapters(workspace: Workspace) -> list[AdapterInfo]:
                 except AdapterError as exc:
                     log.warning("Skipping adapter: %s", exc)
     return found
+
+
+def resolve_adapter(workspace: Workspace, spec: str | None, base_dir: Path, *,
+                    production: str | None = None) -> AdapterInfo | None:
+    """Turn an adapter spec into an adapter folder, or ``None`` for the base model.
+
+    ``spec`` is ``<provider>/<run-id>``, ``production`` (the caller passes the registry's current
+    production run as ``production``), the base folder's name, or ``None``. A missing, corrupt or
+    mismatched adapter logs a warning and returns ``None``: the base model is served, never a crash.
+    """
+    if spec is None or spec in ("", "base", base_dir.name):
+        return None
+    if spec == "production":
+        if not production:
+            log.warning("SECOPS_ADAPTER=production but no run is in production; serving the base model")
+            return None
+        spec = production
+    path = workspace.models / spec
+    if spec.count("/") != 1 or not path.is_dir():
+        log.warning("Adapter %r not found at %s; serving the base model", spec, path)
+        return None
+    try:
+        info = read_adapter(path)
+        check_adapter_base(info, base_dir)
+    except AdapterError as exc:
+        log.warning("Adapter %r unusable (%s); serving the base model", spec, exc)
+        return None
+    return info
+
+
+def check_adapter_base(info: AdapterInfo, base_dir: Path) -> None:
+    """Refuse an adapter whose recorded base model differs from ``base_dir`` (by name or shape)."""
+    cfg_path = info.path / "adapter_config.json"
+    data = json.loads(cfg_path.read_text())
+    recorded = data.get("base_model_name_or_path")
+    base_cfg = json.loads((base_dir / "config.json").read_text())
+    expected = (info.path / "secops_base.json")
+    if expected.is_file():
+        # Written by our trainer: the architecture fingerprint of the base it was trained on.
+        want = json.loads(expected.read_text())
+        have = base_fingerprint(base_cfg)
+        if want != have:
+            raise AdapterError(f"made for another base model ({want} vs served {have})")
+    elif recorded and Path(recorded).name not in (base_dir.name, "") and Path(recorded).exists():
+        rec_cfg = Path(recorded) / "config.json"
+        if rec_cfg.is_file() and base_fingerprint(json.loads(rec_cfg.read_text())) != base_fingerprint(base_cfg):
+            raise AdapterError(f"made for {recorded}, not {base_dir}")
+
+
+def base_fingerprint(config: dict) -> dict:
+    """The architecture facts an adapter depends on."""
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size", "vocab_size")
+    return {k: config.get(k) for k in keys}
