@@ -1,0 +1,279 @@
+"""JSON-schema constrained decoding: the model can only emit text that parses under the schema.
+
+Local transformers models decode under lm-format-enforcer's character-level JSON-schema parser (a logits
+processor masks every token that would leave the schema). If the token cap cuts the answer short, the
+shortest valid closing is appended character by character from the same parser, so :func:`chat_json`
+always returns schema-valid JSON. Remote OpenAI-compatible models get the schema as a forced tool call
+(``tools`` + ``tool_choice``); backends with their own ``chat_json`` (the scripted test model) are asked
+directly. Every path validates the result before returning it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from secops_ai.inference.backend import ChatBackend, GenerationParams, Message
+
+# Characters tried first when closing a truncated answer: end strings, objects and arrays as soon as allowed.
+_CLOSING_ORDER = '"}],:0'
+_MAX_CLOSING_CHARS = 4000
+
+
+class ConstrainedDecodingError(ValueError):
+    """The model's answer could not be made to match the schema."""
+
+
+@dataclass
+class JsonReply:
+    """Schema-valid JSON text and what producing it cost."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    truncated: bool = False  # the token cap was hit and the closing was completed from the schema
+
+
+def chat_json(backend: ChatBackend | Any, messages: list[Message], schema: dict[str, Any],
+              params: GenerationParams | None = None) -> str:
+    """The model's answer to ``messages`` as a JSON string that matches ``schema``."""
+    return complete_json(backend, messages, schema, params).text
+
+
+def complete_json(backend: ChatBackend | Any, messages: list[Message], schema: dict[str, Any],
+                  params: GenerationParams | None = None, *, name: str = "respond") -> JsonReply:
+    """Like :func:`chat_json`, with token counts. ``name`` is the function name a remote model is asked to call."""
+    params = params or GenerationParams()
+    if hasattr(backend, "chat_json"):  # scripted / custom backends decide themselves
+        text = backend.chat_json(messages, schema, params)
+        reply = JsonReply(text, estimate_tokens(backend, _joined(messages)), estimate_tokens(backend, text))
+    elif hasattr(backend, "model") and hasattr(backend, "tokenizer"):
+        reply = _local_json(backend, messages, schema, params)
+    elif hasattr(backend, "_client"):
+        reply = _remote_json(backend, messages, schema, params, name)
+    else:  # any other ChatBackend: ask for JSON and check it
+        text = backend.chat([messages], params)[0]
+        reply = JsonReply(_extract_json(text), estimate_tokens(backend, _joined(messages)),
+                          estimate_tokens(backend, text))
+    validate_json(reply.text, schema)
+    return reply
+
+
+def validate_json(text: str, schema: dict[str, Any]) -> Any:
+    """Parse ``text`` and check it against ``schema`` with the same parser that constrains decoding."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConstrainedDecodingError(f"not JSON: {exc.msg} at char {exc.pos}: {text[:200]!r}") from exc
+    parser = _parser(schema)
+    canonical = json.dumps(value, ensure_ascii=False)
+    for i, ch in enumerate(canonical):
+        if ch not in parser.get_allowed_characters():
+            raise ConstrainedDecodingError(f"does not match the schema at char {i} of {canonical[:200]!r}")
+        parser = parser.add_character(ch)
+    if not parser.can_end():
+        raise ConstrainedDecodingError(f"incomplete for the schema: {canonical[:200]!r}")
+    return value
+
+
+def estimate_tokens(backend: Any, text: str) -> int:
+    """Token count with the backend's tokenizer when it has one, else ~4 characters a token."""
+    tok = getattr(backend, "tokenizer", None)
+    if tok is not None:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+# ----------------------------------------------------------------------------------------------- local
+def _parser(schema: dict[str, Any]) -> Any:
+    from lmformatenforcer import JsonSchemaParser
+
+    return JsonSchemaParser(schema, config=_config())
+
+
+def _config(alphabet: str | None = None) -> Any:
+    from lmformatenforcer import CharacterLevelParserConfig
+
+    # Few consecutive spaces (a small model otherwise pads with whitespace until the cap) and fields in
+    # schema order, so a thought comes before the tool it justifies.
+    cfg = CharacterLevelParserConfig(max_consecutive_whitespaces=2, force_json_field_order=True)
+    if alphabet is not None:
+        cfg.alphabet = alphabet
+    return cfg
+
+
+_TOKENIZER_DATA: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def tokenizer_data(tokenizer: Any) -> Any:
+    """lm-format-enforcer's per-tokenizer prefix tree (built once per tokenizer; a few seconds for 49k tokens).
+
+    Built here rather than with ``lmformatenforcer.integrations.transformers``, whose imports predate
+    transformers 5.
+    """
+    from lmformatenforcer import TokenEnforcerTokenizerData
+
+    with _TOKENIZER_LOCK:
+        data = _TOKENIZER_DATA.get(tokenizer)
+        if data is not None:
+            return data
+        special = set(tokenizer.all_special_ids)
+        token_0 = tokenizer.encode("0", add_special_tokens=False)[-1]
+        regular = []
+        for idx in range(len(tokenizer)):
+            if idx in special:
+                continue
+            after_0 = tokenizer.decode([token_0, idx])[1:]
+            alone = tokenizer.decode([idx])
+            regular.append((idx, after_0, len(after_0) > len(alone)))
+
+        def decode(tokens: list[int]) -> str:
+            return tokenizer.decode(tokens).rstrip("\ufffd")
+
+        data = TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, len(tokenizer))
+        _TOKENIZER_DATA[tokenizer] = data
+        return data
+
+
+def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], params: GenerationParams) -> JsonReply:
+    import torch
+    from lmformatenforcer import TokenEnforcer
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from secops_ai.inference.backend import apply_chat_template
+
+    model, tok = backend.model, backend.tokenizer
+    data = tokenizer_data(tok)
+    enforcer = TokenEnforcer(data, _parser(schema))
+    enforcer.root_parser.config = _config(data.tokenizer_alphabet)  # TokenEnforcer resets it to defaults
+    prompt = apply_chat_template(tok, messages)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    prompt_len = enc["input_ids"].shape[1]
+
+    class _Mask(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            allowed = enforcer.get_allowed_tokens(input_ids[0].tolist()).allowed_tokens
+            mask = torch.full_like(scores, float("-inf"))
+            mask[:, allowed] = 0
+            return scores + mask
+
+    kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "logits_processor": LogitsProcessorList([_Mask()]),
+                              "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
+    if params.temperature > 0:
+        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if params.seed is not None:
+        torch.manual_seed(params.seed)
+    with torch.inference_mode():
+        out = model.generate(**enc, **kwargs)
+    new = out[0, prompt_len:].tolist()
+    if tok.eos_token_id in new:
+        new = new[:new.index(tok.eos_token_id)]
+    text = tok.decode(new, skip_special_tokens=True)
+    text, closed = close_json(text, schema)
+    closed = closed or len(new) >= params.max_tokens
+    return JsonReply(text.strip(), prompt_len, len(new), truncated=closed)
+
+
+def close_json(text: str, schema: dict[str, Any]) -> tuple[str, bool]:
+    """Return ``text`` completed into schema-valid JSON (and whether anything had to be appended).
+
+    Feeds the partial answer through the schema parser, then greedily appends the allowed character that
+    closes soonest (quotes, braces, brackets first; otherwise the first allowed non-space character).
+    """
+    parser = _parser(schema)
+    kept = []
+    for ch in text:
+        if ch not in parser.get_allowed_characters():
+            break  # decoding under the constraint never gets here; a stray tail is dropped
+        parser = parser.add_character(ch)
+        kept.append(ch)
+    text = "".join(kept)
+    if parser.can_end():
+        try:
+            json.loads(text)
+            return text, False
+        except json.JSONDecodeError:
+            pass  # e.g. a bare number prefix; keep closing
+    extra = []
+    for _ in range(_MAX_CLOSING_CHARS):
+        if parser.can_end() and _loads_ok(text + "".join(extra)):
+            return text + "".join(extra), True
+        allowed = parser.get_allowed_characters()
+        ch = next((c for c in _CLOSING_ORDER if c in allowed), None)
+        if ch is None:
+            ch = next((c for c in sorted(allowed) if not c.isspace()), None)
+        if ch is None:
+            break
+        parser = parser.add_character(ch)
+        extra.append(ch)
+    raise ConstrainedDecodingError(f"could not close a truncated answer under the schema: {text[:200]!r}")
+
+
+def _loads_ok(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except json.JSONDecodeError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- remote
+def _remote_json(backend: Any, messages: list[Message], schema: dict[str, Any], params: GenerationParams,
+                 name: str) -> JsonReply:
+    """Ask a remote OpenAI-compatible model to call one function whose parameters are ``schema``."""
+    body: dict[str, Any] = {
+        "model": backend.model, "messages": messages, "max_tokens": params.max_tokens,
+        "temperature": params.temperature, "top_p": params.top_p,
+        "tools": [{"type": "function", "function": {"name": name, "description": "Answer with these arguments.",
+                                                     "parameters": _object_schema(schema)}}],
+        "tool_choice": {"type": "function", "function": {"name": name}},
+    }
+    if params.seed is not None:
+        body["seed"] = params.seed
+    resp = backend._client.post("/v1/chat/completions", json=body)
+    resp.raise_for_status()
+    data = resp.json()
+    message = data["choices"][0]["message"]
+    calls = message.get("tool_calls") or []
+    if calls:
+        text = calls[0]["function"]["arguments"]
+        value = json.loads(text) if isinstance(text, str) else text
+        if "anyOf" in schema and isinstance(value, dict) and set(value) == {"value"}:
+            value = value["value"]  # unwrap _object_schema's wrapper
+        text = json.dumps(value, ensure_ascii=False)
+    else:  # servers without tool support: take JSON from the content
+        text = _extract_json(message.get("content") or "")
+    usage = data.get("usage") or {}
+    return JsonReply(text, int(usage.get("prompt_tokens") or estimate_tokens(backend, _joined(messages))),
+                     int(usage.get("completion_tokens") or estimate_tokens(backend, text)))
+
+
+def _object_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Function parameters must be an object; wrap a top-level union in ``{"value": ...}``."""
+    if schema.get("type") == "object":
+        return schema
+    return {"type": "object", "properties": {"value": schema}, "required": ["value"]}
+
+
+def _extract_json(text: str) -> str:
+    """The first balanced JSON object in ``text`` (models sometimes wrap it in prose or code fences)."""
+    start = text.find("{")
+    if start == -1:
+        raise ConstrainedDecodingError(f"no JSON object in the model's answer: {text[:200]!r}")
+    decoder = json.JSONDecoder()
+    try:
+        value, _ = decoder.raw_decode(text[start:])
+    except json.JSONDecodeError as exc:
+        raise ConstrainedDecodingError(f"invalid JSON in the model's answer: {exc.msg}: {text[:200]!r}") from exc
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _joined(messages: list[Message]) -> str:
+    return "\n".join(m.get("content", "") for m in messages)
