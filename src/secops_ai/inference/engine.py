@@ -1,0 +1,293 @@
+"""Continuous batching for a local transformers model.
+
+One background thread owns the model. Requests wait in a queue; at every decode step the thread admits
+waiting requests (same adapter as the running batch) into the batch: their prompts are prefilled
+separately, their KV caches are left-padded to the running length and concatenated on the batch axis.
+Finished rows leave the batch at once. So eight concurrent streams share each forward pass, and a
+stream's first token goes out right after its prefill, long before the whole answer exists.
+
+Tokens reach each request through its ``emit`` callback (called on the engine thread):
+``emit("delta", text)`` for new text, then exactly one ``emit("done", {...})`` or ``emit("error", msg)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from secops_ai.inference.backend import GenerationParams
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[str, Any], None]
+
+
+class QueueFullError(RuntimeError):
+    """More requests are waiting than ``max_queue`` allows (the API answers 429)."""
+
+
+@dataclass
+class GenRequest:
+    """One sequence to generate. ``adapter`` is a loaded adapter name, or ``None`` for the base."""
+
+    prompt_ids: list[int]
+    params: GenerationParams
+    emit: Emit
+    adapter: str | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Row:
+    req: GenRequest
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    emitted: int = 0  # characters of decoded text already sent
+    finish: str | None = None
+
+
+class BatchEngine:
+    """Owns a model (optionally a peft model with several adapters) and batches generation on a thread."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, max_queue: int = 64,
+                 on_queue_depth: Callable[[int], None] | None = None) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.max_queue = max_queue
+        self._on_queue_depth = on_queue_depth or (lambda _n: None)
+        self._waiting: deque[GenRequest] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        # Held for a whole batch; adapter loading takes it so the model never changes mid-batch.
+        self.model_lock = threading.Lock()
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+    # -- public API -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="secops-batch-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+    def submit(self, req: GenRequest) -> None:
+        with self._cond:
+            if len(self._waiting) >= self.max_queue:
+                raise QueueFullError(f"{len(self._waiting)} requests are already waiting (SECOPS_MAX_QUEUE)")
+            self._waiting.append(req)
+            self._on_queue_depth(len(self._waiting))
+            self._cond.notify()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    # -- engine thread ----------------------------------------------------------------------------
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    for req in self._waiting:
+                        req.emit("error", "server is shutting down")
+                    return
+            try:
+                with self.model_lock:
+                    self._run_batch()
+            except Exception as exc:  # a bug or OOM must not kill the thread
+                log.exception("generation failed")
+                with self._cond:
+                    pending = list(self._waiting)
+                for req in pending:
+                    req.emit("error", f"generation failed: {exc}")
+
+    def _take(self, adapter: str | None, room: int, *, first: bool = False) -> list[GenRequest]:
+        """Pop up to ``room`` waiting requests for ``adapter`` (the oldest request's adapter if ``first``)."""
+        taken: list[GenRequest] = []
+        with self._cond:
+            if first and self._waiting:
+                adapter = self._waiting[0].adapter
+            keep: deque[GenRequest] = deque()
+            while self._waiting:
+                req = self._waiting.popleft()
+                if req.cancelled.is_set():
+                    req.emit("done", {"finish_reason": "cancelled", "completion_tokens": 0})
+                elif len(taken) < room and req.adapter == adapter:
+                    taken.append(req)
+                else:
+                    keep.append(req)
+            self._waiting = keep
+            self._on_queue_depth(len(self._waiting))
+        return taken
+
+    def _adapter_ctx(self, adapter: str | None):
+        """Select the adapter for this batch; the base model runs with adapters disabled."""
+        if not hasattr(self.model, "peft_config"):
+            return contextlib.nullcontext()
+        if adapter is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    def _run_batch(self) -> None:
+        first = self._take(None, self.max_batch_size, first=True)
+        if not first:
+            return
+        adapter = first[0].adapter
+        with self._adapter_ctx(adapter):
+            rows, cache, mask, logits = self._prefill(first)
+            while rows:
+                next_tokens = self._sample(logits, rows)
+                keep = [i for i, row in enumerate(rows) if not self._advance(row, int(next_tokens[i]))]
+                if len(keep) < len(rows):
+                    rows = [rows[i] for i in keep]
+                    if not rows:
+                        cache = None
+                    else:
+                        idx = torch.tensor(keep)
+                        cache.batch_select_indices(idx.to(mask.device))
+                        mask, next_tokens = mask[idx.to(mask.device)], next_tokens[idx]
+                room = self.max_batch_size - len(rows)
+                joined = self._take(adapter, room) if room > 0 else []
+                if not rows and not joined:
+                    break
+                if rows:
+                    mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                    positions = mask.sum(dim=1, keepdim=True) - 1
+                    out = self.model(input_ids=next_tokens[:, None].to(mask.device), attention_mask=mask,
+                                     position_ids=positions, cache=cache, use_cache=True)
+                    logits = out.logits[:, -1, :]
+                if joined:
+                    new_rows, new_cache, new_mask, new_logits = self._prefill(joined)
+                    if rows:
+                        cache, mask = _merge_caches(cache, mask, new_cache, new_mask)
+                        logits = torch.cat([logits, new_logits], dim=0)
+                        rows = rows + new_rows
+                    else:
+                        rows, cache, mask, logits = new_rows, new_cache, new_mask, new_logits
+
+    def _prefill(self, reqs: list[GenRequest]):
+        from transformers import DynamicCache
+
+        device = self.model.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        width = max(len(r.prompt_ids) for r in reqs)
+        ids = torch.full((len(reqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(reqs), width), dtype=torch.long)
+        for i, r in enumerate(reqs):
+            ids[i, width - len(r.prompt_ids):] = torch.tensor(r.prompt_ids)
+            mask[i, width - len(r.prompt_ids):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        # logits_to_keep=1: only the last position's logits are needed, not prompt x vocabulary.
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                         use_cache=True, logits_to_keep=1)
+        rows = []
+        for r in reqs:
+            gen = None
+            if r.params.temperature > 0:
+                gen = torch.Generator(device="cpu")
+                gen.manual_seed(r.params.seed if r.params.seed is not None else int(time.time_ns() % 2**62))
+            rows.append(_Row(req=r, generator=gen))
+        return rows, cache, mask, out.logits[:, -1, :].float()
+
+    def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+        """Greedy for temperature 0, else temperature + nucleus sampling with each row's own generator."""
+        out = logits.argmax(dim=-1).cpu()
+        for i, row in enumerate(rows):
+            p = row.req.params
+            if p.temperature <= 0:
+                continue
+            probs = F.softmax(logits[i].float().cpu() / p.temperature, dim=-1)
+            if p.top_p < 1.0:
+                sorted_p, order = probs.sort(descending=True)
+                cum = sorted_p.cumsum(0)
+                sorted_p[(cum - sorted_p) > p.top_p] = 0.0
+                probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+            out[i] = torch.multinomial(probs / probs.sum(), 1, generator=row.generator)[0]
+        return out
+
+    def _advance(self, row: _Row, token: int) -> bool:
+        """Append ``token`` to ``row``, emit new text; return True when the row is finished."""
+        req = row.req
+        if req.cancelled.is_set():
+            row.finish = "cancelled"
+        elif token in self.eos_ids:
+            row.finish = "stop"
+        else:
+            row.tokens.append(token)
+        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+        stops = [s for s in req.params.stop if s]
+        if stops and row.finish is None:
+            hit = min((i for i in (text.find(s, max(0, row.emitted - len(s))) for s in stops) if i != -1),
+                      default=-1)
+            if hit != -1:
+                text, row.finish = text[:hit], "stop"
+        if row.finish is None and (len(row.tokens) >= req.params.max_tokens
+                                   or len(req.prompt_ids) + len(row.tokens) >= self.max_positions):
+            row.finish = "length"
+        # Hold back an incomplete UTF-8 character and anything that could still become a stop string.
+        end = len(text)
+        if row.finish is None:
+            if text.endswith("\ufffd"):
+                end = len(text.rstrip("\ufffd"))
+            if stops:
+                end = min(end, len(text) - max(len(s) for s in stops) + 1)
+        if end > row.emitted:
+            req.emit("delta", text[row.emitted:end])
+            row.emitted = end
+        if row.finish is not None:
+            req.emit("done", {"finish_reason": row.finish, "completion_tokens": len(row.tokens)})
+            return True
+        return False
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: set[int] = set()
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (gen_eos, tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids.update(v for v in value if isinstance(v, int))
+    return sorted(ids) or [0]
+
+
+def _left_pad(t: torch.Tensor, amount: int, dim: int) -> torch.Tensor:
+    if amount == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = amount
+    return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+
+def _merge_caches(cache: Any, mask: torch.Tensor, new_cache: Any, new_mask: torch.Tensor):
+    """Concatenate two left-padded batches (caches and masks) on the batch axis, padding the shorter."""
+    width = max(mask.shape[1], new_mask.shape[1])
+    pad_old, pad_new = width - mask.shape[1], width - new_mask.shape[1]
+    for old_layer, new_layer in zip(cache.layers, new_cache.layers, strict=True):
+        old_layer.keys = torch.cat([_left_pad(old_layer.keys, pad_old, 2), _left_pad(new_layer.keys, pad_new, 2)])
+        old_layer.values = torch.cat([_left_pad(old_layer.values, pad_old, 2),
+                                      _left_pad(new_layer.values, pad_new, 2)])
+    merged_mask = torch.cat([_left_pad(mask, pad_old, 1), _left_pad(new_mask, pad_new, 1)])
+    return cache, merged_mask
