@@ -1,0 +1,1 @@
+"""Importers: turn scanner output, security catalogs and logs into normalised, versioned datasets."""
