@@ -69,7 +69,7 @@ def validate_json(text: str, schema: dict[str, Any]) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConstrainedDecodingError(f"not JSON: {exc.msg} at char {exc.pos}: {text[:200]!r}") from exc
-    parser = _parser(schema)
+    parser = _parser(schema, ordered=False)  # decoding fixes the field order; checking must not demand it
     canonical = json.dumps(value, ensure_ascii=False)
     for i, ch in enumerate(canonical):
         if ch not in parser.get_allowed_characters():
@@ -89,10 +89,12 @@ def estimate_tokens(backend: Any, text: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- local
-def _parser(schema: dict[str, Any]) -> Any:
+def _parser(schema: dict[str, Any], *, ordered: bool = True) -> Any:
     from lmformatenforcer import JsonSchemaParser
 
-    return JsonSchemaParser(schema, config=_config())
+    config = _config()
+    config.force_json_field_order = ordered
+    return JsonSchemaParser(schema, config=config)
 
 
 def _config(alphabet: str | None = None) -> Any:
