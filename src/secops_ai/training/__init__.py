@@ -1,0 +1,6 @@
+"""Fine-tuning: run configs, TRL recipes (SFT, DPO, ORPO), providers and distributed launch."""
+
+from secops_ai.training.config import ConfigError, RunConfig
+from secops_ai.training.runner import RunResult, TrainingError, resume, train
+
+__all__ = ["ConfigError", "RunConfig", "RunResult", "TrainingError", "resume", "train"]

@@ -1,0 +1,255 @@
+"""Run one fine-tuning job from a :class:`RunConfig`, start to finish.
+
+The flow, top to bottom: resolve the base model and dataset version -> pick a run id -> train in a work
+folder under ``storage/training/<run-id>/`` (checkpoints there, so an interrupted run resumes) -> assemble
+``models/<provider>/<run-id>/`` in a temporary folder and rename it into place. The registry picks a run up
+from its finished folder (``run.json``), so a run that fails or is interrupted registers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secops_ai.config import Settings, get_settings
+from secops_ai.config.atomic import atomic_dir, atomic_write_text
+from secops_ai.training.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """A run cannot start or cannot finish; the message says why and what to do."""
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced."""
+
+    run_name: str           # "<provider>/<run-id>", the name the registry and SECOPS_ADAPTER use
+    run_id: str
+    provider: str
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    status: str = "completed"
+
+
+def work_root(settings: Settings) -> Path:
+    return settings.workspace.storage / "training"
+
+
+def new_run_id(config: RunConfig) -> str:
+    return f"{config.default_run_prefix()}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+def library_versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    from secops_ai import __version__
+
+    return {"torch": str(torch.__version__), "transformers": str(transformers.__version__), "peft": str(peft.__version__),
+            "trl": str(trl.__version__), "accelerate": str(accelerate.__version__), "secops_ai": str(__version__)}
+
+
+def resolve_model_path(config: RunConfig, settings: Settings) -> Path:
+    """The base model as a local folder: a path, or a name under models/base/ (bundled one converted once)."""
+    from secops_ai.inference.loader import resolve_base_model
+
+    return resolve_base_model(settings.model_copy(update={"base_model": config.model_name_or_path}))
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _agree_on_run_id(run_id: str, *, cuda: bool) -> str:
+    """Under torchrun/accelerate every rank must write to the same run; rank 0's id wins."""
+    if _world_size() == 1:
+        return run_id
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    PartialState(cpu=not cuda, backend=None if cuda else "gloo")
+    box = [run_id]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def check_hardware(config: RunConfig) -> bool:
+    """Return whether CUDA is used; refuse what this machine cannot do before anything is written."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if config.quantization_bit is not None:
+        if not cuda:
+            raise TrainingError(
+                f"quantization_bit={config.quantization_bit}: QLoRA loads the base in {config.quantization_bit}-bit "
+                "through bitsandbytes, which needs a CUDA GPU, and this machine has none. Remove quantization_bit "
+                "to train a plain LoRA on the CPU, or run on a GPU machine (pip install 'secops-ai[cuda]').")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise TrainingError("quantization_bit is set but bitsandbytes is not installed: "
+                                "pip install 'secops-ai[cuda]'") from exc
+    if config.bf16 and not cuda and not torch.cpu._is_avx512_bf16_supported():  # type: ignore[attr-defined]
+        raise TrainingError("bf16: this CPU has no bfloat16 support; set bf16: false")
+    return cuda
+
+
+def load_base(config: RunConfig, model_dir: Path, *, cuda: bool):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainingError(f"{model_dir}: the tokenizer has no chat template, so conversations cannot be rendered "
+                            "the way the server renders them")
+    kwargs: dict[str, Any] = {"local_files_only": True,
+                              "dtype": torch.bfloat16 if (cuda and config.bf16) else torch.float32}
+    if config.quantization_bit is not None:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+            if config.quantization_bit == 4 else BitsAndBytesConfig(load_in_8bit=True))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
+    if config.quantization_bit is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    return model, tokenizer
+
+
+def last_checkpoint(work_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpts = work_dir / "checkpoints"
+    return Path(found) if ckpts.is_dir() and (found := get_last_checkpoint(str(ckpts))) else None
+
+
+def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | None = None, progress: bool = True,
+          callbacks: list | None = None) -> RunResult:
+    """Fine-tune according to ``config``; returns the finished run.
+
+    Passing the ``run_id`` of an interrupted run resumes it from its last checkpoint (the config must be the
+    one it started with). Other providers (llamafactory, unsloth) are dispatched from here too.
+    """
+    settings = settings or get_settings()
+    settings.workspace.ensure()
+    if config.provider != "builtin":
+        from secops_ai.training.providers import run_external
+
+        return run_external(config, settings, run_id=run_id)
+    cuda = check_hardware(config)
+
+    from secops_ai.training.data import load_dataset_version
+
+    model_dir = resolve_model_path(config, settings)
+    records, data_info = load_dataset_version(settings.workspace, config.dataset, stage=config.stage)
+    if config.max_samples:
+        records = records[: config.max_samples]
+
+    resuming = run_id is not None and (work_root(settings) / run_id).is_dir()
+    run_id = _agree_on_run_id(run_id or new_run_id(config), cuda=cuda)
+    run_name = f"{config.provider}/{run_id}"
+    final_dir = settings.workspace.models / config.provider / run_id
+    if final_dir.exists():
+        raise TrainingError(f"{run_name} already finished ({final_dir}); a new run needs a new id")
+    work_dir = work_root(settings) / run_id
+    saved = work_dir / "config.yaml"
+    if resuming and saved.is_file():
+        before = RunConfig.from_yaml(saved)
+        if before != config:
+            diff = sorted(k for k in RunConfig.model_fields if getattr(before, k) != getattr(config, k))
+            raise TrainingError(f"cannot resume {run_id}: the config differs from the one it started with "
+                                f"({', '.join(diff)}); resume with `secops-ai train resume {run_id}`")
+    if _is_main():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, config.to_yaml())
+        atomic_write_text(work_dir / "status.json", json.dumps({"status": "running", "run_name": run_name,
+                                                                 "pid": os.getpid(), "started": time.time()}))
+
+    from secops_ai.training.callbacks import MetricsLogger, RichProgress
+    from secops_ai.training.recipes import BUILDERS
+
+    from transformers import set_seed
+
+    set_seed(config.seed)
+    model, tokenizer = load_base(config, model_dir, cuda=cuda)
+    cbs = [MetricsLogger(work_dir / "metrics.jsonl"), *(callbacks or [])]
+    if progress:
+        cbs.append(RichProgress(f"{config.stage} {run_id}"))
+    trainer = BUILDERS[config.stage](config, model, tokenizer, records, work_dir / "checkpoints",
+                                     dataset_ref=data_info.ref, cuda=cuda, distributed=_world_size() > 1,
+                                     callbacks=cbs)
+    if progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # the rich bar replaces the printed log dicts
+    resume_from = last_checkpoint(work_dir) if resuming else None
+    if resume_from:
+        log.info("Resuming %s from %s", run_name, resume_from.name)
+    started = time.time()
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except BaseException as exc:
+        if _is_main():
+            atomic_write_text(work_dir / "status.json", json.dumps(
+                {"status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", "run_name": run_name,
+                 "error": str(exc)[:2000], "last_checkpoint": str(last_checkpoint(work_dir) or ""),
+                 "ts": time.time()}))
+        raise
+    metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in output.metrics.items()}
+    metrics["global_step"] = trainer.state.global_step
+    metrics["tokens_seen"] = trainer.state.num_input_tokens_seen
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if losses:
+        metrics["final_loss"] = round(losses[-1], 6)
+        metrics["first_loss"] = round(losses[0], 6)
+
+    if _is_main():
+        from secops_ai.training.output import write_run_folder
+
+        with atomic_dir(final_dir) as tmp:
+            trainer.save_model(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            # model_card.md is the card; training_args.bin is a pickle nobody should have to unpickle to serve.
+            for extra in ("README.md", "training_args.bin"):
+                (tmp / extra).unlink(missing_ok=True)
+            write_run_folder(tmp, config=config, run_name=run_name, model_dir=model_dir, data_info=data_info,
+                             metrics=metrics, work_dir=work_dir, started=started,
+                             versions=library_versions(), world_size=_world_size())
+        atomic_write_text(work_dir / "status.json", json.dumps({"status": "completed", "run_name": run_name,
+                                                                 "ts": time.time()}))
+        # Checkpoints are only for resuming; the finished run lives in models/.
+        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
+    if _world_size() > 1:
+        trainer.accelerator.wait_for_everyone()
+    return RunResult(run_name=run_name, run_id=run_id, provider=config.provider, run_dir=final_dir, metrics=metrics)
+
+
+def resume(run_id: str, settings: Settings | None = None, *, progress: bool = True) -> RunResult:
+    """Continue an interrupted run from its last checkpoint, with the config it was started with."""
+    settings = settings or get_settings()
+    saved = work_root(settings) / run_id / "config.yaml"
+    if not saved.is_file():
+        raise TrainingError(f"no interrupted run {run_id!r} (looked for {saved})")
+    return train(RunConfig.from_yaml(saved), settings, run_id=run_id, progress=progress)
