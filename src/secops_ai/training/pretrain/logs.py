@@ -24,12 +24,14 @@ _PATHS = [
 ]
 _AGENTS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Safari/605.1.15",
     "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
     "curl/8.5.0",
     "kube-probe/1.29",
 ]
-_COMMANDS = ["/usr/bin/systemctl restart nginx", "/usr/bin/apt-get update", "/usr/bin/journalctl -u sshd", "/bin/ls /root"]
+_COMMANDS = [
+    "/usr/bin/systemctl restart nginx", "/usr/bin/apt-get update", "/usr/bin/journalctl -u sshd", "/bin/ls /root",
+]
 _IDS_RULES = [
     ("1:2010935:3", "ET SCAN Suspicious inbound to MSSQL port 1433", "Potentially Bad Traffic", 2, 1433),
     ("1:2001219:20", "ET SCAN Potential SSH Scan", "Attempted Information Leak", 2, 22),
@@ -50,13 +52,15 @@ def _auth(rng: random.Random, ts: datetime) -> str:
         how = rng.choice(["publickey", "publickey", "password"])
         msg = f"sshd[{pid}]: Accepted {how} for {user} from {ip} port {port} ssh2"
     elif event == "session":
-        msg = f"sshd[{pid}]: pam_unix(sshd:session): session opened for user {user}(uid={1000 + _USERS.index(user)}) by (uid=0)"
+        uid = 1000 + _USERS.index(user)
+        msg = f"sshd[{pid}]: pam_unix(sshd:session): session opened for user {user}(uid={uid}) by (uid=0)"
     elif event == "close":
         msg = f"sshd[{pid}]: pam_unix(sshd:session): session closed for user {user}"
     elif event == "fail":
         msg = f"sshd[{pid}]: Failed password for {user} from {ip} port {port} ssh2"
     elif event == "sudo":
-        msg = f"sudo: {user} : TTY=pts/{rng.randint(0, 3)} ; PWD=/home/{user} ; USER=root ; COMMAND={rng.choice(_COMMANDS)}"
+        tty, cmd = rng.randint(0, 3), rng.choice(_COMMANDS)
+        msg = f"sudo: {user} : TTY=pts/{tty} ; PWD=/home/{user} ; USER=root ; COMMAND={cmd}"
     else:
         msg = f"CRON[{pid}]: (root) CMD (/usr/local/bin/backup.sh --incremental)"
     return f"{_syslog_ts(ts)} {host} {msg}"
@@ -77,8 +81,8 @@ def _firewall(rng: random.Random, ts: datetime) -> str:
     dpt = rng.choice([22, 23, 445, 3389, 8080, 1433])
     action = rng.choices(["BLOCK", "ALLOW"], weights=[4, 1])[0]
     return (
-        f"{_syslog_ts(ts)} fw01 kernel: [UFW {action}] IN=eth0 OUT= SRC={src} DST={dst} LEN=60 TTL={rng.randint(40, 64)} "
-        f"PROTO=TCP SPT={rng.randint(30000, 65000)} DPT={dpt} WINDOW=29200 SYN"
+        f"{_syslog_ts(ts)} fw01 kernel: [UFW {action}] IN=eth0 OUT= SRC={src} DST={dst} LEN=60 "
+        f"TTL={rng.randint(40, 64)} PROTO=TCP SPT={rng.randint(30000, 65000)} DPT={dpt} WINDOW=29200 SYN"
     )
 
 

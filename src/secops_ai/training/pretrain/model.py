@@ -119,12 +119,12 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for every position, and the mean cross-entropy when ``targets`` are given."""
-        _, T = idx.size()
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than block_size {self.config.block_size}")
+        n_tok = idx.size(1)
+        if n_tok > self.config.block_size:
+            raise ValueError(f"sequence of {n_tok} tokens is longer than block_size {self.config.block_size}")
         x = self.transformer.wte(idx)
         if "wpe" in self.transformer:
-            x = x + self.transformer.wpe(torch.arange(T, dtype=torch.long, device=idx.device))
+            x = x + self.transformer.wpe(torch.arange(n_tok, dtype=torch.long, device=idx.device))
         x = self.transformer.drop(x)
         for block in self.transformer.h:
             x = block(x)

@@ -244,6 +244,7 @@ def train(
     bar = _progress(master and progress)
     task = bar.add_task(run_id, total=cfg.max_iters, completed=iter_num) if bar else None
     train_time, timed_iters, last_loss, last_val = 0.0, 0, float("nan"), float("nan")
+    start_iter = iter_num
     with bar or contextlib.nullcontext():
         while iter_num < cfg.max_iters:
             t0 = time.perf_counter()
@@ -268,7 +269,9 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             iter_num += 1
             dt = time.perf_counter() - t0
-            train_time, timed_iters, last_loss = train_time + dt, timed_iters + 1, loss_sum
+            last_loss = loss_sum
+            if iter_num > start_iter + 3:  # the first iterations pay one-time allocation costs
+                train_time, timed_iters = train_time + dt, timed_iters + 1
             if iter_num % cfg.log_interval == 0 or iter_num == cfg.max_iters:
                 log({"iter": iter_num, "loss": round(loss_sum, 6), "lr": lr, "ms": round(dt * 1000, 2)})
             if bar is not None and task is not None:
