@@ -15,8 +15,11 @@ from fastapi.staticfiles import StaticFiles
 from secops_ai import __version__
 from secops_ai.api.deps import require_api_key
 from secops_ai.api.errors import install_error_handlers
+from secops_ai.api.limits import BodySizeLimit
 from secops_ai.api.routers import agents, datasets, evals, health, openai_routes, training
 from secops_ai.config import Settings, get_settings
+from secops_ai.inference.remote import RemoteProxy
+from secops_ai.inference.service import ModelService
 from secops_ai.observability.logging import setup_logging
 from secops_ai.observability.metrics import install_metrics
 
@@ -30,21 +33,26 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from secops_ai.inference.service import ModelService
-
-        service = ModelService(settings)
+        service = ModelService(settings, production_resolver=lambda: _production_adapter(settings))
+        service.on_queue_depth = app.state.metrics.queue_depth.set
+        service.on_step = app.state.metrics.batch_size.observe
         app.state.models = service
+        app.state.remote = RemoteProxy(settings.llm_base_url, settings.llm_api_key) if settings.llm_base_url else None
         if load_model:
             await service.start()
         try:
             yield
         finally:
             await service.stop()
+            if app.state.remote is not None:
+                await app.state.remote.aclose()
 
     app = FastAPI(title="SecOps AI", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    app.state.remote = None
     install_error_handlers(app)
     install_metrics(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
     auth = [Depends(require_api_key)]
     app.include_router(health.router)
@@ -56,3 +64,10 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     if STATIC_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
     return app
+
+
+def _production_adapter(settings: Settings) -> str | None:
+    """The registry's production run (``<provider>/<run-id>``), for ``SECOPS_ADAPTER=production``."""
+    from secops_ai.registry import Registry
+
+    return Registry(settings).production()

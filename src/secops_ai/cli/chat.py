@@ -1,10 +1,83 @@
-"""`secops-ai chat` (being built)."""
+"""`secops-ai chat`: a streaming terminal chat with the configured model, local or remote.
+
+Local mode loads the model in-process (no server needed); with ``--url`` or ``SECOPS_LLM_BASE_URL``
+it talks to any OpenAI-compatible server through the official ``openai`` client.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from rich.console import Console
+
+console = Console()
 
 
-def chat() -> None:
-    """Streaming terminal chat (being built)."""
-    raise typer.Exit(1)
+def chat(
+    url: str = typer.Option(None, help="OpenAI-compatible base URL (default: SECOPS_LLM_BASE_URL, else local)."),
+    model: str = typer.Option("default", help="Model id (see /v1/models); 'default' = the configured one."),
+    system: str = typer.Option("You are a careful security assistant.", help="System prompt."),
+    max_tokens: int = typer.Option(256, help="Most tokens per answer."),
+    temperature: float = typer.Option(0.2, help="Sampling temperature (0 = greedy)."),
+    api_key: str = typer.Option(None, envvar="SECOPS_LLM_API_KEY", help="Bearer key for the remote server."),
+) -> None:
+    """Chat in the terminal; answers stream token by token. Type /exit or Ctrl-D to leave, /reset to clear."""
+    from secops_ai.config import get_settings
+
+    settings = get_settings()
+    url = url or settings.llm_base_url
+    history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    if url:
+        from openai import OpenAI
+
+        from secops_ai.inference.remote import v1_url
+
+        client = OpenAI(base_url=v1_url(url, ""), api_key=api_key or "none")
+
+        def reply(messages: list[dict[str, str]]):
+            stream = client.chat.completions.create(model=model, messages=messages, stream=True,
+                                                    max_tokens=max_tokens, temperature=temperature)
+            for part in stream:
+                if part.choices and part.choices[0].delta.content:
+                    yield part.choices[0].delta.content
+        console.print(f"[dim]remote model {model} at {url}[/]")
+    else:
+        from secops_ai.inference.backend import GenerationParams
+        from secops_ai.inference.service import ModelService
+
+        service = ModelService(settings)
+        with console.status("loading the model..."):
+            service.load_sync()
+        if not service.ready.is_set():
+            console.print(f"[red]error:[/] {service.load_error}")
+            raise typer.Exit(2)
+        adapter = service.resolve(model)
+        params = GenerationParams(max_tokens=max_tokens, temperature=temperature)
+
+        def reply(messages: list[dict[str, str]]):
+            return service.stream_sync(service.encode_chat(messages), params, adapter)
+        console.print(f"[dim]local model {service.public_id(adapter)}[/]")
+
+    while True:
+        try:
+            text = console.input("[bold cyan]you>[/] ")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            break
+        if text.strip() in ("/exit", "/quit"):
+            break
+        if text.strip() == "/reset":
+            history = history[:1] if system else []
+            continue
+        if not text.strip():
+            continue
+        history.append({"role": "user", "content": text})
+        console.print("[bold green]assistant>[/] ", end="")
+        parts = []
+        for piece in reply(history):
+            parts.append(piece)
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        console.print()
+        history.append({"role": "assistant", "content": "".join(parts)})

@@ -60,12 +60,14 @@ class BatchEngine:
     """Owns a model (optionally a peft model with several adapters) and batches generation on a thread."""
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, max_queue: int = 64,
-                 on_queue_depth: Callable[[int], None] | None = None) -> None:
+                 on_queue_depth: Callable[[int], None] | None = None,
+                 on_step: Callable[[int], None] | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.max_queue = max_queue
         self._on_queue_depth = on_queue_depth or (lambda _n: None)
+        self._on_step = on_step or (lambda _rows: None)  # rows in each decode step (batching metric)
         self._waiting: deque[GenRequest] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -156,6 +158,7 @@ class BatchEngine:
         with self._adapter_ctx(adapter):
             rows, cache, mask, logits = self._prefill(first)
             while rows:
+                self._on_step(len(rows))
                 next_tokens = self._sample(logits, rows)
                 keep = [i for i, row in enumerate(rows) if not self._advance(row, int(next_tokens[i]))]
                 if len(keep) < len(rows):

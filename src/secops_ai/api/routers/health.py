@@ -2,6 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
-router = APIRouter()
+from secops_ai.api.errors import error_body
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up (the model may still be loading)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """200 once requests can be served: the local model is loaded, or the remote engine answers."""
+    remote = request.app.state.remote
+    if remote is not None:
+        ok, detail = await remote.ready()
+        if ok:
+            return JSONResponse({"status": "ready", "engine": "remote", "base_url": remote.base_url})
+        return JSONResponse(error_body(503, detail, code="model_not_ready"), status_code=503)
+    service = request.app.state.models
+    if service.ready.is_set():
+        return JSONResponse({"status": "ready", "engine": "local", "model": service.base_id,
+                             "adapter": service.default_adapter})
+    detail = service.load_error or "model is still loading"
+    return JSONResponse(error_body(503, f"not ready: {detail}", code="model_not_ready"), status_code=503,
+                        headers={"Retry-After": "5"})

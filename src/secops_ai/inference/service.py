@@ -1,0 +1,343 @@
+"""The model service behind the API: one loaded base model, its adapters, and the batching engine.
+
+Local mode loads ``SECOPS_BASE_MODEL`` and every valid adapter under ``models/`` onto one peft model
+(several adapters on one base, as vLLM serves LoRA); each request's ``model`` field picks one. Remote
+mode (``SECOPS_LLM_BASE_URL``) loads nothing and the routes forward to that server instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from secops_ai.config import Settings
+from secops_ai.inference.backend import GenerationParams, Message, apply_chat_template
+from secops_ai.inference.engine import BatchEngine, GenRequest, QueueFullError
+from secops_ai.inference.loader import (
+    AdapterInfo,
+    check_adapter_base,
+    discover_adapters,
+    load_model_and_tokenizer,
+    pick_device,
+    read_adapter,
+    resolve_adapter,
+    resolve_base_model,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ALIAS = "default"
+
+
+class NotReadyError(RuntimeError):
+    """The model is still loading (or failed to load); the API answers 503."""
+
+
+class UnknownModelError(LookupError):
+    """The request named a model that is neither the base nor an adapter found under models/."""
+
+
+class PromptTooLongError(ValueError):
+    """The prompt does not fit the model's context (or SECOPS_MAX_PROMPT_TOKENS)."""
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class ModelEntry:
+    id: str
+    kind: str  # "base" or "adapter"
+    created: int
+    parent: str | None = None
+
+
+class Generation:
+    """A queued sequence: iterate for ``("delta", text)`` events then one ``("done", info)``.
+
+    Leaving the iteration early (a client disconnect) or calling :meth:`cancel` frees its batch row.
+    """
+
+    def __init__(self, req: GenRequest, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        self.req = req
+        self.queue = queue
+
+    def cancel(self) -> None:
+        self.req.cancelled.set()
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
+        try:
+            while True:
+                kind, payload = await self.queue.get()
+                if kind == "error":
+                    raise RuntimeError(payload)
+                yield kind, payload
+                if kind == "done":
+                    return
+        finally:
+            self.cancel()
+
+
+class ModelService:
+    """Loads the model in the background and turns prompts into streamed completions."""
+
+    def __init__(self, settings: Settings, *, production_resolver: Callable[[], str | None] | None = None) -> None:
+        self.settings = settings
+        self.remote_url = settings.llm_base_url
+        self._production = production_resolver or (lambda: None)
+        self.ready = threading.Event()
+        self.load_error: str | None = None
+        self.base_dir: Path | None = None
+        self.base_id = "base"
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.engine: BatchEngine | None = None
+        self.default_adapter: str | None = None
+        self._adapter_keys: dict[str, str] = {}  # public name -> peft adapter key
+        self._load_lock = threading.Lock()
+        self._load_task: asyncio.Task | None = None
+        self.on_queue_depth: Callable[[int], None] = lambda _n: None
+        self.on_step: Callable[[int], None] = lambda _rows: None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Begin loading in a worker thread; health routes answer meanwhile, /readyz says 503."""
+        if self.remote_url:
+            self.ready.set()
+            return
+        self._load_task = asyncio.create_task(asyncio.to_thread(self._load))
+
+    async def stop(self) -> None:
+        if self._load_task:
+            await asyncio.gather(self._load_task, return_exceptions=True)
+        if self.engine:
+            await asyncio.to_thread(self.engine.stop)
+
+    def load_sync(self) -> None:
+        """Load in the calling thread (CLI chat, evals, agents outside the server)."""
+        if not self.remote_url:
+            self._load()
+        else:
+            self.ready.set()
+
+    def _load(self) -> None:
+        t0 = time.monotonic()
+        try:
+            self.base_dir = resolve_base_model(self.settings)
+            self.base_id = self.base_dir.name
+            device = pick_device(self.settings.device)
+            self.model, self.tokenizer = load_model_and_tokenizer(self.base_dir, device=device)
+            for info in discover_adapters(self.settings.workspace):
+                self._load_adapter(info)
+            spec = self.settings.adapter
+            if spec:
+                info = resolve_adapter(self.settings.workspace, spec, self.base_dir,
+                                       production=self._safe_production() if spec == "production" else None)
+                if info is not None and info.name in self._adapter_keys:
+                    self.default_adapter = info.name
+                elif info is not None:
+                    log.warning("SECOPS_ADAPTER=%s could not be loaded; serving the base model", spec)
+            self.engine = BatchEngine(self.model, self.tokenizer, max_batch_size=self.settings.max_batch_size,
+                                      max_queue=self.settings.max_queue, on_queue_depth=self.on_queue_depth,
+                                      on_step=self.on_step)
+            self.engine.start()
+            log.info("Model ready: %s%s (%d adapters) in %.1fs", self.base_id,
+                     f" + {self.default_adapter}" if self.default_adapter else "", len(self._adapter_keys),
+                     time.monotonic() - t0)
+            self.ready.set()
+        except Exception as exc:
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("Model failed to load: %s", self.load_error)
+
+    def _safe_production(self) -> str | None:
+        try:
+            return self._production()
+        except Exception as exc:  # a broken registry must not stop the server from serving the base
+            log.warning("Could not read the production adapter from the registry: %s", exc)
+            return None
+
+    def _load_adapter(self, info: AdapterInfo) -> bool:
+        """Attach ``info`` to the loaded model; warn and skip when it does not fit the base."""
+        from peft import PeftModel
+
+        assert self.base_dir is not None
+        if info.name in self._adapter_keys:
+            return True
+        try:
+            check_adapter_base(info, self.base_dir)
+            key = f"adapter_{len(self._adapter_keys)}"  # peft keys may not contain '.' or '/'
+            lock = self.engine.model_lock if self.engine else threading.Lock()
+            with lock:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(str(info.path), adapter_name=key)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, str(info.path), adapter_name=key).eval()
+                    if self.engine:
+                        self.engine.model = self.model
+            self._adapter_keys[info.name] = key
+            return True
+        except Exception as exc:
+            log.warning("Adapter %s not loaded (%s); requests for it get the base model or 404", info.name, exc)
+            return False
+
+    # -- models -----------------------------------------------------------------------------------
+    def check_ready(self) -> None:
+        if not self.ready.is_set():
+            raise NotReadyError(self.load_error or "model is still loading")
+
+    def list_models(self) -> list[ModelEntry]:
+        self.check_ready()
+        created = int(self.base_dir.stat().st_mtime) if self.base_dir else 0
+        entries = [ModelEntry(self.base_id, "base", created)]
+        for info in discover_adapters(self.settings.workspace):
+            if info.name in self._adapter_keys or self._try_load(info):
+                entries.append(ModelEntry(info.name, "adapter", int(info.path.stat().st_mtime), self.base_id))
+        return entries
+
+    def _try_load(self, info: AdapterInfo) -> bool:
+        with self._load_lock:
+            return self._load_adapter(info)
+
+    def resolve(self, model: str | None) -> str | None:
+        """Map a request's ``model`` to an adapter name (``None`` = base). Unknown names raise."""
+        self.check_ready()
+        if model in (None, "", DEFAULT_ALIAS):
+            return self.default_adapter
+        if model == self.base_id or model == "base":
+            return None
+        if model == "production":
+            prod = self._safe_production()
+            if prod is None:
+                raise UnknownModelError("no adapter is in production")
+            model = prod
+        if model in self._adapter_keys:
+            return model
+        path = self.settings.workspace.models / model
+        if model.count("/") == 1 and path.is_dir():
+            try:
+                info = read_adapter(path)
+            except Exception as exc:
+                raise UnknownModelError(f"model '{model}' is not a usable adapter: {exc}") from exc
+            if self._try_load(info):
+                return model
+        raise UnknownModelError(f"The model '{model}' does not exist; GET /v1/models lists the served models.")
+
+    def public_id(self, adapter: str | None) -> str:
+        return adapter or self.base_id
+
+    # -- generation -------------------------------------------------------------------------------
+    def encode_chat(self, messages: list[Message]) -> list[int]:
+        return self._check_length(self.tokenizer(apply_chat_template(self.tokenizer, messages),
+                                                 add_special_tokens=False)["input_ids"])
+
+    def encode_text(self, prompt: str) -> list[int]:
+        return self._check_length(self.tokenizer(prompt)["input_ids"])
+
+    def _check_length(self, ids: list[int]) -> list[int]:
+        assert self.engine is not None
+        limit = min(self.settings.max_prompt_tokens, self.engine.max_positions - 1)
+        if len(ids) > limit:
+            raise PromptTooLongError(f"The prompt has {len(ids)} tokens; this server accepts at most {limit}.")
+        return ids
+
+    def submit(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Generation:
+        """Queue one sequence now (raises QueueFullError / NotReadyError at once); iterate it for events."""
+        self.check_ready()
+        assert self.engine is not None
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        req = GenRequest(prompt_ids=prompt_ids, params=params,
+                         adapter=self._adapter_keys.get(adapter) if adapter else None,
+                         emit=lambda kind, payload: loop.call_soon_threadsafe(queue.put_nowait, (kind, payload)))
+        self.engine.submit(req)
+        return Generation(req, queue)
+
+    def stream_sync(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Iterator[str]:
+        """Blocking variant for callers without an event loop (the terminal chat): yields text pieces."""
+        self.check_ready()
+        assert self.engine is not None
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        req = GenRequest(prompt_ids, params, lambda kind, payload: events.put((kind, payload)),
+                         adapter=self._adapter_keys.get(adapter) if adapter else None)
+        self.engine.submit(req)
+        try:
+            while True:
+                kind, payload = events.get()
+                if kind == "error":
+                    raise RuntimeError(payload)
+                if kind == "done":
+                    return
+                yield payload
+        finally:
+            req.cancelled.set()
+
+    async def complete(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Completion:
+        parts: list[str] = []
+        info: dict[str, Any] = {}
+        async for kind, payload in self.submit(prompt_ids, params, adapter):
+            if kind == "delta":
+                parts.append(payload)
+            else:
+                info = payload
+        return Completion("".join(parts), info.get("finish_reason", "stop"), len(prompt_ids),
+                          info.get("completion_tokens", 0))
+
+    # -- in-process backend for agents and evals --------------------------------------------------
+    def backend(self, model: str | None = None) -> ServiceBackend:
+        """A :class:`~secops_ai.inference.backend.ChatBackend` sharing this service's batching engine."""
+        return ServiceBackend(self, self.resolve(model))
+
+
+class ServiceBackend:
+    """ChatBackend over a running ModelService: agent and eval calls batch with API traffic."""
+
+    def __init__(self, service: ModelService, adapter: str | None) -> None:
+        self.service = service
+        self.adapter = adapter
+        self.name = service.public_id(adapter)
+        self.model = service.model
+        self.tokenizer = service.tokenizer
+
+    def chat(self, conversations: list[list[Message]], params: GenerationParams | None = None) -> list[str]:
+        params = params or GenerationParams()
+        assert self.service.engine is not None
+        done = [threading.Event() for _ in conversations]
+        texts: list[list[str]] = [[] for _ in conversations]
+        errors: list[str] = []
+
+        def emitter(i: int):
+            def emit(kind: str, payload: Any) -> None:
+                if kind == "delta":
+                    texts[i].append(payload)
+                else:
+                    if kind == "error":
+                        errors.append(str(payload))
+                    done[i].set()
+            return emit
+
+        key = self.service._adapter_keys.get(self.adapter) if self.adapter else None
+        for i, conv in enumerate(conversations):
+            ids = self.service.encode_chat(conv)
+            while True:
+                try:
+                    self.service.engine.submit(GenRequest(ids, params, emitter(i), adapter=key))
+                    break
+                except QueueFullError:
+                    time.sleep(0.05)
+        for event in done:
+            event.wait()
+        if errors:
+            raise RuntimeError(errors[0])
+        return ["".join(t) for t in texts]
