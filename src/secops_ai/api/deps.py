@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import secrets
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection  # a Request or a WebSocket: auth covers /agents/runs/{id}/ws too
 
 from secops_ai.api.errors import APIError
 from secops_ai.config import Settings
 
 
-def get_app_settings(request: Request) -> Settings:
+def get_app_settings(request: HTTPConnection) -> Settings:
     return request.app.state.settings
 
 
-def require_api_key(request: Request, settings: Settings = Depends(get_app_settings)) -> None:
+def require_api_key(request: HTTPConnection, settings: Settings = Depends(get_app_settings)) -> None:
     """With ``SECOPS_API_KEYS`` set, demand ``Authorization: Bearer <key>``; otherwise allow all."""
     keys = settings.api_key_set
     if not keys:

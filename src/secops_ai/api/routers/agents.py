@@ -1,7 +1,249 @@
-"""Routes for agents (being built): translate HTTP into calls to the package, nothing more."""
+"""Agent runs over HTTP: start, list, inspect, stream (SSE and WebSocket), approve, cancel.
+
+Routes only translate HTTP into calls to :class:`secops_ai.agents.runs.RunManager`. The SSE stream and the
+WebSocket send the very :class:`~secops_ai.agents.events.Event` objects the trajectory file holds, in ``seq``
+order; SSE ids are the ``seq``, so a client reconnecting with ``Last-Event-ID: N`` gets events after ``N``.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from secops_ai.agents.actions import ApprovalDecision
+from secops_ai.agents.runs import RunManager, RunNotFound, RunRequest
+from secops_ai.agents.trajectory import RUN_ID_RE, RunSummary
+from secops_ai.api.errors import APIError
+
+router = APIRouter(prefix="/agents", tags=["agents"])
+
+KEEPALIVE_S = 15.0
+_manager_lock = threading.Lock()
+
+
+def manager(app: Any) -> RunManager:
+    """The app's run manager, created on first use (agent runs share the served model when there is one)."""
+    with _manager_lock:
+        existing = getattr(app.state, "agent_runs", None)
+        if existing is None:
+            existing = RunManager(app.state.settings, backend_factory=_backend_factory(app))
+            app.state.agent_runs = existing
+        return existing
+
+
+def _backend_factory(app: Any):
+    cache: dict[str | None, Any] = {}
+    lock = threading.Lock()
+
+    def factory(model: str | None) -> Any:
+        service = getattr(app.state, "models", None)
+        if service is not None and hasattr(service, "backend") and getattr(service, "model", None) is not None:
+            return service.backend(model)
+        with lock:  # no served model (e.g. load_model=False): load once per name and keep it
+            if model not in cache:
+                from secops_ai.inference.backend import backend_from_settings
+
+                cache[model] = backend_from_settings(app.state.settings, model)
+            return cache[model]
+
+    return factory
+
+
+class ApproveBody(BaseModel):
+    tool_call_id: str | None = Field(default=None, description="The pending call; default: whatever is pending.")
+    approved: bool
+    reason: str = Field(default="", max_length=1000)
+    by: str = Field(default="api", max_length=200)
+
+
+def _check_id(run_id: str) -> None:
+    if not RUN_ID_RE.match(run_id):
+        raise APIError(404, f"no agent run {run_id!r}", param="run_id", code="run_not_found")
+
+
+def _summary(mgr: RunManager, run_id: str) -> RunSummary:
+    _check_id(run_id)
+    try:
+        return mgr.summary(run_id)
+    except RunNotFound as exc:
+        raise APIError(404, str(exc), param="run_id", code="run_not_found") from None
+
+
+@router.post("/runs", status_code=201, response_model=RunSummary)
+def start_run(body: RunRequest, request: Request) -> RunSummary:
+    mgr = manager(request.app)
+    try:
+        handle = mgr.start(body)
+    except ValueError as exc:
+        field, _, _ = str(exc).partition(":")
+        raise APIError(400, str(exc), param=field if field in RunRequest.model_fields else None) from None
+    return handle.summary()
+
+
+@router.get("/runs")
+def list_runs(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": [s.model_dump() for s in manager(request.app).list()]}
+
+
+@router.get("/runs/{run_id}", response_model=RunSummary)
+def get_run(run_id: str, request: Request) -> RunSummary:
+    return _summary(manager(request.app), run_id)
+
+
+@router.post("/runs/{run_id}/approve")
+def approve(run_id: str, body: ApproveBody, request: Request) -> dict[str, Any]:
+    mgr = manager(request.app)
+    _summary(mgr, run_id)
+    handle = mgr.get(run_id)
+    pending = handle.gate.pending if handle is not None else None
+    if pending is None:
+        raise APIError(409, f"run {run_id} has no action waiting for approval", code="nothing_pending")
+    decision = ApprovalDecision(tool_call_id=body.tool_call_id or pending.tool_call_id, approved=body.approved,
+                                reason=body.reason, by=body.by)
+    try:
+        req = mgr.approve(run_id, decision)
+    except LookupError as exc:
+        raise APIError(409, str(exc), param="tool_call_id", code="not_pending") from None
+    return {"run_id": run_id, "tool_call_id": req.tool_call_id, "tool": req.tool, "approved": body.approved}
+
+
+@router.post("/runs/{run_id}/cancel")
+def cancel(run_id: str, request: Request) -> dict[str, Any]:
+    mgr = manager(request.app)
+    _summary(mgr, run_id)
+    try:
+        mgr.cancel(run_id)
+    except LookupError as exc:
+        raise APIError(409, str(exc), code="not_running") from None
+    return {"run_id": run_id, "cancelling": True}
+
+
+async def _events(mgr: RunManager, run_id: str, after: int) -> AsyncIterator[dict[str, Any] | None]:
+    """Events with ``seq > after`` (JSON dicts, exactly as in the file), ending after the terminal one.
+
+    Yields ``None`` every :data:`KEEPALIVE_S` seconds of silence so callers can send a keep-alive.
+    """
+    handle = mgr.get(run_id)
+    if handle is None:  # finished in an earlier process: replay the file
+        for event in mgr.events(run_id):
+            if event["seq"] > after:
+                yield event
+        return
+    sub = handle.log.subscribe(after)
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.get(), timeout=KEEPALIVE_S)
+            except TimeoutError:
+                yield None
+                continue
+            yield json.loads(event.line())
+            if event.terminal:
+                return
+    finally:
+        sub.close()
+
+
+def _last_id(header: str | None, query: int | None) -> int:
+    if query is not None:
+        return query
+    if header is None or not header.strip():
+        return -1
+    try:
+        return int(header)
+    except ValueError:
+        raise APIError(400, f"Last-Event-ID must be an event seq (an integer), not {header!r}",
+                       param="Last-Event-ID") from None
+
+
+@router.get("/runs/{run_id}/events")
+async def stream_events(run_id: str, request: Request, last_event_id: str | None = Header(default=None),
+                        after: int | None = Query(default=None, ge=-1,
+                                                  description="Resume after this seq (as Last-Event-ID).")
+                        ) -> StreamingResponse:
+    mgr = manager(request.app)
+    _summary(mgr, run_id)
+    start = _last_id(last_event_id, after)
+
+    async def body() -> AsyncIterator[str]:
+        async for event in _events(mgr, run_id, start):
+            if event is None:
+                yield ": keep-alive\n\n"
+                continue
+            data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+            yield f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.websocket("/runs/{run_id}/ws")
+async def websocket_events(websocket: WebSocket, run_id: str, after: int = -1) -> None:
+    """Events as JSON text frames; the client may send ``{"type": "approve"|"cancel", ...}``."""
+    mgr = manager(websocket.app)
+    if not RUN_ID_RE.match(run_id):
+        await websocket.close(code=4404, reason="no such run")
+        return
+    try:
+        mgr.summary(run_id)
+    except RunNotFound:
+        await websocket.close(code=4404, reason="no such run")
+        return
+    await websocket.accept()
+
+    async def send() -> None:
+        async for event in _events(mgr, run_id, after):
+            if event is None:
+                continue
+            await websocket.send_text(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+    async def receive() -> None:
+        while True:
+            message = await websocket.receive_json()
+            await websocket.send_text(json.dumps({"type": "ack", "payload": _ws_command(mgr, run_id, message)}))
+
+    sender = asyncio.create_task(send())
+    receiver = asyncio.create_task(receive())
+    try:
+        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        for task in (sender, receiver):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                await task
+    if sender.done() and not sender.cancelled() and sender.exception() is None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1000)
+
+
+def _ws_command(mgr: RunManager, run_id: str, message: Any) -> dict[str, Any]:
+    """Apply one client command; the answer is an ``ack`` frame (``ok`` or ``error``)."""
+    if not isinstance(message, dict):
+        return {"ok": False, "error": "send a JSON object with 'type'"}
+    try:
+        if message.get("type") == "cancel":
+            mgr.cancel(run_id)
+            return {"ok": True, "type": "cancel"}
+        if message.get("type") == "approve":
+            body = ApproveBody.model_validate({k: v for k, v in message.items() if k != "type"})
+            handle = mgr.get(run_id)
+            pending = handle.gate.pending if handle is not None else None
+            if pending is None:
+                return {"ok": False, "type": "approve", "error": "no action is waiting for approval"}
+            decision = ApprovalDecision(tool_call_id=body.tool_call_id or pending.tool_call_id,
+                                        approved=body.approved, reason=body.reason, by=body.by)
+            mgr.approve(run_id, decision)
+            return {"ok": True, "type": "approve", "tool_call_id": decision.tool_call_id}
+        return {"ok": False, "error": f"unknown command type {message.get('type')!r}: use 'approve' or 'cancel'"}
+    except (LookupError, ValidationError) as exc:
+        return {"ok": False, "type": message.get("type"), "error": str(exc)}
