@@ -1,0 +1,95 @@
+"""Task accuracy: multiple-choice questions built from the offline CWE catalog, on held-out weaknesses.
+
+- ``cwe_classification``: a weakness's description; pick its name among four CWE names.
+- ``remediation``: a weakness's name; pick the mitigation the catalog lists for it among four (the three
+  distractors are mitigations of unrelated weaknesses).
+
+Options are shuffled with the seed; the reply's first standalone letter A-D (or "answer: X") is the answer.
+Metrics: ``accuracy`` over both, and each task's accuracy. Chance is 0.25.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from secops_ai.evals.holdout import held_out_cwes
+from secops_ai.evals.result import ItemRecord, rate
+from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, user
+
+LETTERS = "ABCD"
+_ANSWER = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?([ABCD])\b|^\s*\(?([ABCD])[).:\s]|^\s*\(?([ABCD])$",
+                     re.IGNORECASE | re.MULTILINE)
+_LETTER = re.compile(r"\b([ABCD])\b")
+
+
+def parse_choice(reply: str) -> str | None:
+    """The chosen letter: an explicit "answer: X" / leading "X)" first, else the first standalone A-D."""
+    m = _ANSWER.search(reply)
+    if m:
+        return next(g for g in m.groups() if g).upper()
+    m = _LETTER.search(reply)
+    return m.group(1) if m else None
+
+
+def _clip(text: str, limit: int = 220) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _question(stem: str, options: list[str]) -> str:
+    lines = [stem, ""] + [f"{LETTERS[i]}) {opt}" for i, opt in enumerate(options)]
+    return "\n".join([*lines, "", "Answer with the letter of the correct option."])
+
+
+def _strip_phase(mitigation: str) -> str:
+    # catalog mitigations start with their phase ("Implementation: ..."); the phase gives no hint, drop it
+    return re.sub(r"^[A-Z][\w ]{2,40}:\s+", "", mitigation)
+
+
+class TaskAccuracySuite:
+    name = "task_accuracy"
+    description = "Multiple choice on held-out CWE weaknesses: classification and remediation."
+    metrics = ("accuracy", "cwe_classification_accuracy", "remediation_accuracy")
+
+    def build(self, cfg: SuiteConfig, seed: int) -> list[EvalItem]:
+        pool = held_out_cwes()
+        n_cls = (cfg.samples + 1) // 2
+        picked = fixed_sample(pool, cfg.samples, seed, lambda c: c.id)
+        items: list[EvalItem] = []
+        for i, cwe in enumerate(picked):
+            rng = random.Random(f"task-accuracy:{seed}:{cwe.id}")
+            others = [c for c in pool if c.id != cwe.id and cwe.id not in c.parents and c.id not in cwe.parents]
+            distractors = rng.sample(others, 3)
+            if i < n_cls:
+                options = [cwe.name] + [d.name for d in distractors]
+                stem = f"Which weakness does this describe?\n\"{_clip(cwe.description, 400)}\""
+                task = "cwe_classification"
+            else:
+                options = [_clip(_strip_phase(cwe.mitigations[0]))] + [
+                    _clip(_strip_phase(rng.choice(d.mitigations))) for d in distractors]
+                stem = f"Which mitigation addresses the weakness '{cwe.name}'?"
+                task = "remediation"
+            order = list(range(4))
+            rng.shuffle(order)
+            shuffled = [options[j] for j in order]
+            answer = LETTERS[order.index(0)]
+            items.append(EvalItem(f"{task}-{cwe.id}", user(_question(stem, shuffled)), expected=answer,
+                                  meta={"task": task, "cwe": f"CWE-{cwe.id}"}))
+        return items
+
+    def score(self, items: list[EvalItem], replies: list[str], cfg: SuiteConfig,
+              ctx: ScoreContext) -> tuple[dict[str, float], list[ItemRecord], list[str]]:
+        records = []
+        for it, reply in zip(items, replies, strict=True):
+            choice = parse_choice(reply)
+            records.append(ItemRecord(id=it.id, prompt=it.prompt, response=reply, flagged=choice != it.expected,
+                                      expected=it.expected,
+                                      detail={"task": it.meta["task"], "choice": choice, "cwe": it.meta["cwe"]}))
+
+        def acc(task: str | None) -> float:
+            return rate([not r.flagged for r in records if task is None or r.detail["task"] == task])
+
+        metrics = {"accuracy": acc(None), "cwe_classification_accuracy": acc("cwe_classification"),
+                   "remediation_accuracy": acc("remediation")}
+        return metrics, records, []
