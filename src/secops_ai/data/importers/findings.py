@@ -1,0 +1,222 @@
+"""Scanner findings: SARIF 2.1 (semgrep, bandit[sarif], flawfinder, CodeQL, ...) and bandit's JSON report.
+
+SARIF files are streamed with ``ijson``, one result at a time, so a 100k-finding report imports in flat
+memory. A run's ``tool.driver`` (its rules) may come before or after its ``results`` (semgrep writes results
+first), so the importer makes two streaming passes: rules first, then results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ijson
+
+from secops_ai.data.obfuscation import Pseudonymizer
+from secops_ai.data.schemas import FindingRecord
+from secops_ai.data.store import RecordValidationError
+
+_CWE = re.compile(r"CWE[-_ /]*0*(\d+)", re.I)
+_LEVELS = {"error", "warning", "note", "none"}
+_LEVEL_SEVERITY = {"error": "high", "warning": "medium", "note": "low", "none": "info"}
+_TOOL_SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MEDIUM": "medium", "LOW": "low", "INFO": "info",
+                  "ERROR": "high", "WARNING": "medium", "UNDEFINED": "info"}
+
+
+def _cwes_from(*values: Any) -> list[int]:
+    """CWE ids out of tags like ``external/cwe/cwe-502``, ``CWE-95: ...``, ``{"id": 502}`` or relationships."""
+    found: set[int] = set()
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, int):
+            found.add(value)
+        elif isinstance(value, str):
+            found.update(int(m) for m in _CWE.findall(value))
+        elif isinstance(value, dict):
+            if "id" in value and isinstance(value["id"], int | str) and str(value["id"]).isdigit():
+                found.add(int(value["id"]))
+            else:
+                found.update(_cwes_from(*value.values()))
+        elif isinstance(value, list | tuple):
+            found.update(_cwes_from(*value))
+    return sorted(found)
+
+
+def _severity_from_score(score: Any) -> str | None:
+    try:
+        s = float(score)
+    except (TypeError, ValueError):
+        return None
+    return "critical" if s >= 9 else "high" if s >= 7 else "medium" if s >= 4 else "low" if s > 0 else "info"
+
+
+def _text(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        return obj.get("text") or obj.get("markdown")
+    return obj if isinstance(obj, str) else None
+
+
+def fingerprint(tool: str, rule_id: str, file: str | None, line: int | None, message: str) -> str:
+    """A stable id for a finding (scanners' own fingerprints are absent or, for semgrep, 'requires login')."""
+    raw = "\x1f".join([tool, rule_id, file or "", str(line or ""), message])
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
+
+
+def _apply_pseudonyms(rec: dict[str, Any], pseudo: Pseudonymizer | None) -> dict[str, Any]:
+    if pseudo is not None:
+        for key in ("message", "snippet", "file"):
+            if rec.get(key):
+                rec[key] = pseudo.text(rec[key])
+    return rec
+
+
+def _sarif_drivers(path: Path) -> list[dict[str, Any]]:
+    """Pass 1: each run's ``tool.driver`` (name, version, rules), streaming past the results."""
+    drivers: list[dict[str, Any]] = []
+    with path.open("rb") as fh:
+        for tool in ijson.items(fh, "runs.item.tool", use_float=True):
+            drivers.append(tool.get("driver") or {})
+    return drivers
+
+
+def iter_sarif(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) -> Iterator[FindingRecord]:
+    """Stream normalised findings out of a SARIF 2.1 file."""
+    path = Path(path)
+    try:
+        drivers = _sarif_drivers(path)
+    except ijson.JSONError as exc:
+        raise RecordValidationError(str(path), 0, "runs.tool", f"not valid SARIF JSON: {exc}") from None
+    rule_maps = []
+    for drv in drivers:
+        rules = drv.get("rules") or []
+        rule_maps.append(({r.get("id"): r for r in rules if isinstance(r, dict)}, rules))
+
+    run_index = -1
+    index_in_run = 0
+    with path.open("rb") as fh:
+        events = ijson.parse(fh, use_float=True)
+        builder: ijson.ObjectBuilder | None = None
+        try:
+            for prefix, event, value in events:
+                if prefix == "runs.item" and event == "start_map":
+                    run_index += 1
+                    index_in_run = 0
+                elif prefix == "runs.item.results.item" and event == "start_map" and builder is None:
+                    builder = ijson.ObjectBuilder()
+                if builder is not None:
+                    builder.event(event, value)
+                    if prefix == "runs.item.results.item" and event == "end_map":
+                        index_in_run += 1
+                        result = builder.value
+                        builder = None
+                        drv = drivers[run_index] if 0 <= run_index < len(drivers) else {}
+                        by_id, rules = rule_maps[run_index] if 0 <= run_index < len(rule_maps) else ({}, [])
+                        rec = _sarif_result(result, drv, by_id, rules, path, index_in_run)
+                        yield FindingRecord.model_validate(_apply_pseudonyms(rec, pseudonymizer))
+        except ijson.JSONError as exc:
+            raise RecordValidationError(str(path), 0, f"runs[{run_index}].results[{index_in_run}]",
+                                        f"SARIF JSON is malformed: {exc}") from None
+        if run_index < 0:
+            raise RecordValidationError(str(path), 0, "runs", "no SARIF runs found (is this a SARIF 2.1 file?)")
+
+
+def _sarif_result(result: dict[str, Any], drv: dict[str, Any], by_id: dict[str, Any], rules: list[Any],
+                  path: Path, n: int) -> dict[str, Any]:
+    rule_id = result.get("ruleId") or (result.get("rule") or {}).get("id")
+    rule: dict[str, Any] = {}
+    idx = result.get("ruleIndex", (result.get("rule") or {}).get("index"))
+    if isinstance(idx, int) and 0 <= idx < len(rules):
+        rule = rules[idx]
+    elif rule_id in by_id:
+        rule = by_id[rule_id]
+    rule_id = rule_id or rule.get("id")
+    if not rule_id:
+        raise RecordValidationError(str(path), 0, f"results[{n - 1}].ruleId", "result has no ruleId")
+    message = _text(result.get("message")) or _text(rule.get("shortDescription")) or rule_id
+    props = result.get("properties") or {}
+    rprops = rule.get("properties") or {}
+    level = result.get("level") or (rule.get("defaultConfiguration") or {}).get("level") or "warning"
+    level = level if level in _LEVELS else "warning"
+    severity = (
+        _severity_from_score(rprops.get("security-severity"))
+        or _TOOL_SEVERITY.get(str(props.get("issue_severity", "")).upper())
+        or _LEVEL_SEVERITY[level]
+    )
+    confidence = str(props.get("issue_confidence") or "").lower() or None
+    if confidence not in ("high", "medium", "low"):
+        confidence = {"very-high": "high", "high": "high", "medium": "medium", "low": "low"}.get(
+            str(rprops.get("precision", "")).lower())
+    file = line = end_line = snippet = None
+    locs = result.get("locations") or []
+    if locs:
+        phys = (locs[0] or {}).get("physicalLocation") or {}
+        file = (phys.get("artifactLocation") or {}).get("uri")
+        region = phys.get("region") or {}
+        line = region.get("startLine")
+        end_line = region.get("endLine") or line
+        snippet = _text(region.get("snippet"))
+        snippet = snippet.rstrip("\n") if snippet else None
+    cwe = _cwes_from(rprops.get("tags"), rprops.get("cwe"), props.get("cwe"), props.get("tags"),
+                     [r.get("target", {}).get("id") for r in rule.get("relationships") or []
+                      if (r.get("target", {}).get("toolComponent") or {}).get("name", "").upper() == "CWE"],
+                     [t.get("id") for t in result.get("taxa") or [] if isinstance(t, dict)])
+    tool = drv.get("name") or "unknown"
+    return {
+        "tool": tool, "tool_version": drv.get("version") or drv.get("semanticVersion"), "rule_id": str(rule_id),
+        "rule_name": rule.get("name"), "message": message.strip(), "level": level, "severity": severity,
+        "confidence": confidence, "cwe": cwe, "file": file, "start_line": line, "end_line": end_line,
+        "snippet": snippet, "help": _text(rule.get("help")) or _text(rule.get("fullDescription")),
+        "help_uri": rule.get("helpUri"),
+        "fingerprint": fingerprint(tool, str(rule_id), file, line, message.strip()),
+    }
+
+
+def iter_bandit_json(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) -> Iterator[FindingRecord]:
+    """Stream findings out of ``bandit -f json`` output."""
+    path = Path(path)
+    version = None
+    with path.open("rb") as fh:
+        try:
+            for n, item in enumerate(ijson.items(fh, "results.item", use_float=True), start=1):
+                if not isinstance(item, dict) or "test_id" not in item:
+                    raise RecordValidationError(str(path), 0, f"results[{n - 1}].test_id",
+                                                "missing; is this bandit JSON output?")
+                more = item.get("more_info") or ""
+                m = re.search(r"/en/([\d.]+)/", more)
+                version = version or (m.group(1) if m else None)
+                file = item.get("filename")
+                file = file[2:] if isinstance(file, str) and file.startswith("./") else file
+                line = item.get("line_number")
+                lines = item.get("line_range") or [line]
+                message = (item.get("issue_text") or item["test_id"]).strip()
+                snippet = _bandit_snippet(item.get("code"), line)
+                rec = {
+                    "tool": "Bandit", "tool_version": version, "rule_id": item["test_id"],
+                    "rule_name": item.get("test_name"), "message": message,
+                    "level": {"HIGH": "error", "MEDIUM": "warning"}.get(item.get("issue_severity", ""), "note"),
+                    "severity": _TOOL_SEVERITY.get(str(item.get("issue_severity", "")).upper(), "medium"),
+                    "confidence": (item.get("issue_confidence") or "").lower() or None,
+                    "cwe": _cwes_from(item.get("issue_cwe")), "file": file, "start_line": line,
+                    "end_line": max(lines) if lines and lines[0] is not None else line, "snippet": snippet,
+                    "help": None, "help_uri": more or None,
+                    "fingerprint": fingerprint("Bandit", item["test_id"], file, line, message),
+                }
+                yield FindingRecord.model_validate(_apply_pseudonyms(rec, pseudonymizer))
+        except ijson.JSONError as exc:
+            raise RecordValidationError(str(path), 0, "results", f"bandit JSON is malformed: {exc}") from None
+
+
+def _bandit_snippet(code: str | None, line: int | None) -> str | None:
+    """Bandit prefixes each code line with its number; keep the flagged line(s) without the numbers."""
+    if not code:
+        return None
+    picked = []
+    for raw in code.splitlines():
+        m = re.match(r"^(\d+)\s?(.*)$", raw)
+        if m and (line is None or int(m.group(1)) == line):
+            picked.append(m.group(2))
+    return "\n".join(picked) or None
