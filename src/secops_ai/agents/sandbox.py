@@ -1,0 +1,391 @@
+"""Run untrusted commands (scanners, agent shell commands, patched code) inside a bubblewrap sandbox.
+
+What a sandboxed process sees and may do:
+
+- a private, writable working copy mounted at ``/workspace`` (never the user's original folder);
+- read-only system folders (``/usr``, ``/bin``, ``/lib*``, ``/sbin``, a few ``/etc`` files) and the read-only
+  Python prefixes the scanners need; nothing else of the host (``/work``, ``/root``, ``/home``, the host ``/tmp``
+  are absent), so secrets outside the copy cannot be read;
+- a small private ``/tmp`` (tmpfs with a size cap), a minimal ``/dev``, its own ``/proc``;
+- no network (own network namespace: loopback only), own PID/IPC/UTS namespaces;
+- an unprivileged uid with no capabilities and ``no_new_privs``;
+- rlimits on CPU seconds, address space, processes, file size and open files; a wall-clock timeout that kills
+  the whole sandbox; stdout/stderr capped while they are read (a flood is drained then killed, never buffered).
+
+Why an unprivileged uid: Linux never enforces ``RLIMIT_NPROC`` for the root user, so a fork bomb run as root is
+only stopped by the timeout. When we run as root, each :class:`Sandbox` picks its own unused uid and drops to it
+inside the namespaces (``setpriv``), which makes the process limit real and private to that sandbox. Run as a
+normal user, bubblewrap adds a user namespace and the caller's uid is used.
+
+The PID namespace is what makes "kill the process group" complete: bubblewrap's init is pid 1 inside, it dies
+with its parent (``--die-with-parent``), and when pid 1 of a namespace dies the kernel kills every process in it,
+including daemons that called ``setsid``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SANDBOX_ROOT = "/workspace"
+INSTALL_HINT = "install it with `apt-get install -y bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
+
+# /etc entries programs commonly need; the rest of /etc (shadow, ssh keys, machine config) stays out of view.
+_ETC_ENTRIES = (
+    "alternatives", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
+    "localtime", "ssl", "ca-certificates", "mime.types", "python3", "python3.11",
+)
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap (or util-linux's setpriv/prlimit) is missing or cannot create namespaces here."""
+
+
+class SandboxLimits(BaseModel):
+    """Resource limits for one sandboxed command (paired with :class:`Sandbox`, TRL-style)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cpu_seconds: int = Field(default=60, ge=1, description="RLIMIT_CPU: CPU seconds before SIGXCPU/SIGKILL.")
+    memory_bytes: int = Field(default=2 << 30, ge=16 << 20, description="RLIMIT_AS: address space per process.")
+    max_processes: int = Field(default=64, ge=1, description="RLIMIT_NPROC for the sandbox's own uid.")
+    max_file_size: int = Field(default=64 << 20, ge=1024, description="RLIMIT_FSIZE: largest file one write may make.")
+    max_open_files: int = Field(default=256, ge=16, description="RLIMIT_NOFILE.")
+    wall_timeout: float = Field(default=120.0, gt=0, description="Seconds before the whole sandbox is killed.")
+    output_cap: int = Field(default=64 << 10, ge=256, description="Bytes of stdout and of stderr kept.")
+    output_kill_bytes: int = Field(
+        default=32 << 20, ge=1024, description="Total output after which the command is killed (a flood)."
+    )
+    tmp_bytes: int = Field(default=128 << 20, ge=1 << 20, description="Size of the private /tmp tmpfs.")
+
+
+class SandboxResult(BaseModel):
+    """What a sandboxed command did. ``stdout``/``stderr`` are decoded (UTF-8, replacement) and capped."""
+
+    argv: list[str]
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+    killed: bool = False
+    kill_reason: str | None = None
+    duration_s: float
+    output_bytes: int = Field(description="Bytes the command wrote to stdout+stderr, kept or not.")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.killed
+
+    @property
+    def truncated(self) -> bool:
+        return self.stdout_truncated or self.stderr_truncated
+
+    def summary(self, limit: int = 4000) -> str:
+        """A short human/LLM-readable account (exit status, then capped stdout and stderr)."""
+        status = f"exit {self.exit_code}"
+        if self.timed_out:
+            status = f"timed out after {self.duration_s:.1f}s (killed)"
+        elif self.killed:
+            status = f"killed ({self.kill_reason})"
+        parts = [status]
+        if self.stdout:
+            cut = "\n[stdout truncated]" if self.stdout_truncated else ""
+            parts.append("stdout:\n" + _clip(self.stdout, limit) + cut)
+        if self.stderr:
+            cut = "\n[stderr truncated]" if self.stderr_truncated else ""
+            parts.append("stderr:\n" + _clip(self.stderr, limit) + cut)
+        return "\n".join(parts)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more characters]"
+
+
+def find_bwrap(bwrap: str = "bwrap") -> str:
+    """Absolute path of bubblewrap, or :class:`SandboxUnavailable` with the install command."""
+    path = shutil.which(bwrap)
+    if path is None:
+        raise SandboxUnavailable(f"{bwrap!r} not found on PATH; {INSTALL_HINT}")
+    for tool in ("prlimit", "setpriv") if os.geteuid() == 0 else ("prlimit",):
+        if shutil.which(tool) is None:
+            raise SandboxUnavailable(f"{tool!r} not found on PATH; install util-linux")
+    return path
+
+
+def _python_prefixes() -> list[Path]:
+    """Folders the project's interpreters live in: this venv, its base Python, semgrep's venv."""
+    prefixes = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix), Path(sys.base_exec_prefix)}
+    semgrep = Path(sys.prefix) / "bin" / "semgrep"
+    if semgrep.exists():
+        prefixes.add(semgrep.resolve().parent.parent)
+    return sorted(p.resolve() for p in prefixes if p.exists())
+
+
+class Sandbox:
+    """A bubblewrap jail around one writable working copy.
+
+    >>> sb = Sandbox()
+    >>> copy = sb.working_copy(Path("repo"))      # private copy, mounted at /workspace inside
+    >>> sb.run(["bandit", "-r", "."]).stdout        # runs in /workspace with the default limits
+    """
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        *,
+        root: Path | None = None,
+        ro_paths: Sequence[Path] = (),
+        env: Mapping[str, str] | None = None,
+        bwrap: str = "bwrap",
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self.bwrap = find_bwrap(bwrap)
+        self.root = Path(root).resolve() if root is not None else None
+        self.ro_paths = [*_python_prefixes(), *(Path(p).resolve() for p in ro_paths)]
+        self.env = dict(env or {})
+        self.privileged = os.geteuid() == 0
+        # A uid of our own makes RLIMIT_NPROC both enforced (never for root) and private to this sandbox.
+        self.uid = 200_000 + secrets.randbelow(800_000) if self.privileged else os.geteuid()
+        self.gid = self.uid if self.privileged else os.getegid()
+        self._own_dirs: list[Path] = []
+
+    # -- working copies ---------------------------------------------------------------------------------------
+    def working_copy(self, original_dir: Path, dest: Path | None = None) -> Path:
+        """Copy ``original_dir`` into a private folder the sandbox may write, and make it this sandbox's root.
+
+        The original is only read. Symlinks are copied as links (they resolve inside the sandbox's view, so a
+        link to a host file outside the copy points at nothing there).
+        """
+        src = Path(original_dir).resolve()
+        if not src.is_dir():
+            raise NotADirectoryError(f"workspace {original_dir} is not a directory")
+        if dest is None:
+            parent = Path(tempfile.mkdtemp(prefix="secops-sandbox-"))
+            self._own_dirs.append(parent)
+            dest = parent / "workspace"
+        dest = Path(dest).resolve()
+        if dest == src or src in dest.parents:
+            raise ValueError(f"working copy {dest} must not be inside the original {src}")
+        shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        self.adopt(dest)
+        if self.root is None:
+            self.root = dest
+        return dest
+
+    def adopt(self, folder: Path) -> None:
+        """Give the sandbox's uid ownership of ``folder`` so sandboxed commands may write in it."""
+        if not self.privileged:
+            return
+        for dirpath, dirnames, filenames in os.walk(folder):
+            os.chown(dirpath, self.uid, self.gid, follow_symlinks=False)
+            for name in (*dirnames, *filenames):
+                os.chown(os.path.join(dirpath, name), self.uid, self.gid, follow_symlinks=False)
+
+    def cleanup(self) -> None:
+        """Remove the temporary folders :meth:`working_copy` made."""
+        for path in self._own_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self._own_dirs.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def command(
+        self, argv: Sequence[str], root: Path, cwd: str, limits: SandboxLimits, ro_paths: Sequence[Path] = ()
+    ) -> list[str]:
+        """The full bwrap command line (exposed for docs and debugging)."""
+        cmd = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        if not self.privileged:
+            cmd.append("--unshare-user")
+        cmd += ["--die-with-parent", "--new-session", "--clearenv"]
+        for d in _SYSTEM_DIRS:
+            p = Path(d)
+            if p.is_symlink():
+                cmd += ["--symlink", os.readlink(p), d]
+            elif p.is_dir():
+                cmd += ["--ro-bind", d, d]
+        cmd += ["--perms", "0755", "--dir", "/etc"]
+        for name in _ETC_ENTRIES:
+            if os.path.lexists(f"/etc/{name}"):
+                cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        made: set[str] = {"/", "/usr", "/etc", "/tmp"}
+        for path in [*self.ro_paths, *(Path(p).resolve() for p in ro_paths)]:
+            for parent in reversed(path.parents):  # world-traversable parents, so the dropped uid can reach it
+                if str(parent) not in made:
+                    made.add(str(parent))
+                    cmd += ["--perms", "0755", "--dir", str(parent)]
+            cmd += ["--ro-bind", str(path), str(path)]
+        cmd += ["--dev", "/dev", "--proc", "/proc"]
+        cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
+        cmd += ["--bind", str(root), SANDBOX_ROOT, "--chdir", cwd]
+        env = {
+            "PATH": f"{Path(sys.prefix).resolve()}/bin:/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONIOENCODING": "utf-8",
+            **self.env,
+        }
+        for key, value in env.items():
+            cmd += ["--setenv", key, value]
+        if self.privileged:
+            cmd += ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
+        cpu = limits.cpu_seconds
+        cmd += ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={limits.memory_bytes}",
+                f"--nproc={limits.max_processes}", f"--fsize={limits.max_file_size}",
+                f"--nofile={limits.max_open_files}", "--core=0", "--"]
+        return [*cmd, *argv]
+
+    def _inner_cwd(self, root: Path, cwd: Path | str | None) -> str:
+        if cwd is None:
+            return SANDBOX_ROOT
+        cwd_path = Path(cwd)
+        if cwd_path.is_absolute():
+            if str(cwd_path).startswith(SANDBOX_ROOT):
+                return str(cwd_path)
+            try:
+                rel = cwd_path.resolve().relative_to(root)
+            except ValueError:
+                raise ValueError(f"cwd {cwd} is outside the sandbox's working copy {root}") from None
+        else:
+            rel = Path(os.path.normpath(cwd_path))
+            if rel.parts and rel.parts[0] == "..":
+                raise ValueError(f"cwd {cwd} escapes the sandbox's working copy")
+        return str(Path(SANDBOX_ROOT) / rel)
+
+    def run(
+        self,
+        argv: Sequence[str] | str,
+        cwd: Path | str | None = None,
+        *,
+        root: Path | None = None,
+        limits: SandboxLimits | None = None,
+        stdin: bytes | None = None,
+        ro_paths: Sequence[Path] = (),
+    ) -> SandboxResult:
+        """Run ``argv`` (a list, or a string given to ``/bin/sh -c``) inside the sandbox.
+
+        ``root`` is the writable folder mounted at ``/workspace`` (default: this sandbox's working copy);
+        ``cwd`` is a folder inside it (relative, ``/workspace/...`` or a host path under ``root``);
+        ``ro_paths`` are extra host folders shown read-only at the same path (e.g. a scanner's rules).
+        Never raises for what the command does; raises only for bad arguments or a missing sandbox.
+        """
+        limits = limits or self.limits
+        run_root = Path(root).resolve() if root is not None else self.root
+        if run_root is None:
+            raise ValueError("the sandbox has no working copy: call Sandbox.working_copy(original_dir) first")
+        if not run_root.is_dir():
+            raise NotADirectoryError(f"sandbox root {run_root} does not exist")
+        args = ["/bin/sh", "-c", argv] if isinstance(argv, str) else list(argv)
+        if not args:
+            raise ValueError("empty command")
+        full = self.command(args, run_root, self._inner_cwd(run_root, cwd), limits, ro_paths)
+
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            full,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # bwrap leads its own process group: one killpg reaches it
+            close_fds=True,
+        )
+        if stdin is not None:
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(stdin)
+            except BrokenPipeError:
+                pass
+            finally:
+                proc.stdin.close()
+        kept = {"stdout": bytearray(), "stderr": bytearray()}
+        truncated = {"stdout": False, "stderr": False}
+        total = 0
+        timed_out = killed = False
+        kill_reason: str | None = None
+        deadline = start + limits.wall_timeout
+
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        try:
+            while sel.get_map():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    timed_out, kill_reason = True, f"wall timeout {limits.wall_timeout}s"
+                    break
+                for key, _ in sel.select(timeout=min(remaining, 1.0)):
+                    chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    total += len(chunk)
+                    buf = kept[key.data]
+                    room = limits.output_cap - len(buf)
+                    if room > 0:
+                        buf += chunk[:room]
+                    if len(chunk) > max(room, 0):
+                        truncated[key.data] = True
+                if total > limits.output_kill_bytes:
+                    killed, kill_reason = True, f"output exceeded {limits.output_kill_bytes} bytes"
+                    break
+            if not (timed_out or killed):
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    timed_out, kill_reason = True, f"wall timeout {limits.wall_timeout}s"
+        finally:
+            if proc.poll() is None:
+                _kill_group(proc)
+                proc.wait()
+            sel.close()
+            proc.stdout.close()
+            proc.stderr.close()
+        exit_code = proc.returncode
+        if exit_code is not None and exit_code < 0:  # killed by a signal before bwrap could report
+            exit_code = 128 - exit_code
+        if not killed and not timed_out and exit_code in (128 + signal.SIGXCPU, 128 + signal.SIGKILL):
+            # RLIMIT_CPU sends SIGXCPU at the soft limit and SIGKILL at the hard one.
+            kill_reason = "cpu limit" if exit_code == 128 + signal.SIGXCPU else "killed by SIGKILL"
+        return SandboxResult(
+            argv=args,
+            exit_code=None if (timed_out or killed) else exit_code,
+            stdout=kept["stdout"].decode("utf-8", "replace"),
+            stderr=kept["stderr"].decode("utf-8", "replace"),
+            stdout_truncated=truncated["stdout"],
+            stderr_truncated=truncated["stderr"],
+            timed_out=timed_out,
+            killed=killed or timed_out,
+            kill_reason=kill_reason,
+            duration_s=time.monotonic() - start,
+            output_bytes=total,
+        )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL bwrap's process group; the PID namespace takes every sandboxed process down with it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
