@@ -82,7 +82,8 @@ class RunConfig(BaseModel):
     @classmethod
     def _dataset_spec(cls, value: str) -> str:
         if not DATASET_SPEC.match(value):
-            raise ValueError(f"{value!r} is not 'name@version' or 'provider/name@version' (e.g. starter/security-sft@1)")
+            raise ValueError(f"{value!r} is not 'name@version' or 'provider/name@version' "
+                             "(e.g. starter/security-sft@1)")
         return value
 
     @field_validator("template")

@@ -32,9 +32,9 @@ def read_metrics(path: Path) -> list[dict]:
     for line in path.read_text().splitlines():
         if line.strip():
             row = json.loads(line)
-            kind = "summary" if "train_runtime" in row else ("loss" if "loss" in row else "other")
+            kind = "loss" if "loss" in row else ("summary" if "train_loss" in row else "other")
             rows[(row.get("step"), kind)] = row
-    return sorted(rows.values(), key=lambda r: (r.get("step") or 0, "train_runtime" in r))
+    return sorted(rows.values(), key=lambda r: (r.get("step") or 0, "train_loss" in r))
 
 
 def plot_loss(rows: list[dict], path: Path, title: str) -> None:

@@ -58,8 +58,8 @@ def library_versions() -> dict[str, str]:
 
     from secops_ai import __version__
 
-    return {"torch": str(torch.__version__), "transformers": str(transformers.__version__), "peft": str(peft.__version__),
-            "trl": str(trl.__version__), "accelerate": str(accelerate.__version__), "secops_ai": str(__version__)}
+    mods = {"torch": torch, "transformers": transformers, "peft": peft, "trl": trl, "accelerate": accelerate}
+    return {**{name: str(mod.__version__) for name, mod in mods.items()}, "secops_ai": str(__version__)}
 
 
 def resolve_model_path(config: RunConfig, settings: Settings) -> Path:
@@ -187,10 +187,10 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
         atomic_write_text(work_dir / "status.json", json.dumps({"status": "running", "run_name": run_name,
                                                                  "pid": os.getpid(), "started": time.time()}))
 
+    from transformers import set_seed
+
     from secops_ai.training.callbacks import MetricsLogger, RichProgress
     from secops_ai.training.recipes import BUILDERS
-
-    from transformers import set_seed
 
     set_seed(config.seed)
     model, tokenizer = load_base(config, model_dir, cuda=cuda)
