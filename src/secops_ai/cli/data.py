@@ -1,7 +1,244 @@
-"""CLI group `secops-ai data` (being built; each command calls into its package)."""
+"""CLI group ``secops-ai data``: import, generate, list, show, verify, export, build-starter, obfuscate.
+
+Commands parse arguments and call ``secops_ai.data``; errors are printed with what to fix and exit 1.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+KEY_ENV = "SECOPS_OBFUSCATION_KEY"
+
+
+def _store():
+    from secops_ai.data.store import default_store
+
+    return default_store()
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _run(fn, *args: Any, **kwargs: Any) -> Any:
+    from secops_ai.data.store import DatasetError
+
+    try:
+        return fn(*args, **kwargs)
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+
+
+def _print_manifest(m: Any) -> None:
+    console.print(f"[green]created[/green] {m.ref}  kind={m.kind.value}  records={m.record_count}  "
+                  f"sha256={m.files['records.jsonl'].sha256[:16]}…", highlight=False)
+
+
+@app.command("import")
+def import_cmd(
+    format: str = typer.Argument(..., help="sarif | bandit-json | cwe | attack | logs | jsonl"),
+    path: Path | None = typer.Argument(None, help="Source file (not for cwe/attack, which read bundled catalogs)."),
+    provider: str = typer.Option("imports", help="Provider folder under data/."),
+    name: str | None = typer.Option(None, help="Dataset name (default: from the file name or catalog)."),
+    version: int | None = typer.Option(None, help="Version to create (default: next free). Existing = error."),
+    kind: str | None = typer.Option(None, help="For jsonl: chat | prompt_completion | preference | text."),
+    obfuscate: bool | None = typer.Option(
+        None, "--obfuscate/--no-obfuscate",
+        help="Pseudonymise IPs, hosts, users, emails, secrets. Default: on for logs; for findings when a key is set."),
+    key: str | None = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
+                                   help="Obfuscation key (never stored; only its fingerprint is recorded)."),
+    license: str | None = typer.Option(None, help="License of the source data, recorded in the manifest."),
+    description: str | None = typer.Option(None, help="Free text for the manifest."),
+) -> None:
+    """Import scanner output, a security catalog, logs or JSONL records as a new dataset version."""
+    from secops_ai.data.importers import IMPORT_FORMATS, import_dataset
+    from secops_ai.data.obfuscation import Pseudonymizer
+
+    if format not in IMPORT_FORMATS:
+        _fail(f"unknown format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    if obfuscate is None:
+        obfuscate = format == "logs" or (format in ("sarif", "bandit-json") and bool(key))
+    if obfuscate and format in ("cwe", "attack", "jsonl"):
+        _fail(f"--obfuscate does not apply to {format}")
+    if obfuscate and not key:
+        _fail(f"obfuscation needs a key: pass --key or set {KEY_ENV} (or pass --no-obfuscate to keep identifiers)")
+    pseudo = Pseudonymizer(key) if obfuscate and key else None
+    with console.status(f"importing {format}…"):
+        m = _run(import_dataset, _store(), format, path, provider=provider, name=name, kind=kind,
+                 pseudonymizer=pseudo, version=version, license=license, description=description)
+    _print_manifest(m)
+    if pseudo is not None:
+        console.print(f"identifiers pseudonymised with key id {pseudo.key_id}", highlight=False)
+
+
+def _load_config(path: Path | None, sets: list[str]) -> dict[str, Any]:
+    cfg: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            _fail(f"{path}: {exc}")
+        if not isinstance(loaded, dict):
+            _fail(f"{path}: expected a mapping of generator options")
+        cfg.update(loaded)
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            _fail(f"--set {item!r}: expected key=value")
+        try:
+            cfg[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            cfg[key.strip()] = raw
+    return cfg
+
+
+@app.command("generate")
+def generate_cmd(
+    generator: str = typer.Argument(..., help="finding-triage | cwe-qa | attack-lookup | refusals | security-sft | "
+                                              "security-dpo"),
+    source: list[str] = typer.Option([], "--source", "-s", help="Source dataset ref (repeatable), e.g. "
+                                                                "starter/cwe-catalog@1."),
+    provider: str = typer.Option("generated", help="Provider folder under data/."),
+    name: str | None = typer.Option(None, help="Dataset name (default: the generator's name)."),
+    seed: int = typer.Option(0, help="Seed: same sources + seed + config ⇒ byte-identical records."),
+    config: Path | None = typer.Option(None, "--config", "-c", exists=True, dir_okay=False,
+                                       help="YAML file of generator options (see configs/data/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override one option, e.g. --set cwe_sample=20."),
+    version: int | None = typer.Option(None, help="Version to create (default: next free)."),
+    license: str | None = typer.Option(None, help="License (default: the sources' licenses)."),
+) -> None:
+    """Generate a training dataset (chat or preference) from stored source datasets."""
+    from secops_ai.data.generators import generate
+
+    cfg = _load_config(config, set_)
+    with console.status(f"generating {generator}…"):
+        m = _run(generate, _store(), generator, source, provider=provider, name=name, seed=seed, config=cfg,
+                 version=version, license=license)
+    _print_manifest(m)
+
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print manifests as JSON.")) -> None:
+    """List every stored dataset version."""
+    manifests = _store().list()
+    if as_json:
+        typer.echo(json.dumps([m.model_dump(mode="json", by_alias=True) for m in manifests], indent=2))
+        return
+    if not manifests:
+        console.print("no datasets yet; try [bold]secops-ai data build-starter[/bold]")
+        return
+    table = Table("dataset", "kind", "records", "generator", "created")
+    for m in manifests:
+        table.add_row(m.ref, m.kind.value, str(m.record_count), m.generator.name if m.generator else "-", m.created_at)
+    console.print(table)
+
+
+@app.command("show")
+def show_cmd(
+    ref: str = typer.Argument(..., help="provider/name@version (or provider/name for the latest)."),
+    records: int = typer.Option(3, "--records", "-n", min=0, help="How many records to print."),
+    as_json: bool = typer.Option(False, "--json", help="Print manifest and records as JSON."),
+) -> None:
+    """Show a dataset's manifest and its first records."""
+    ds = _run(_store().get, ref)
+    head = ds.head(records)
+    payload = {"manifest": ds.manifest.model_dump(mode="json", by_alias=True), "records": head}
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    console.print_json(json.dumps(payload["manifest"], ensure_ascii=False))
+    for rec in head:
+        console.rule()
+        console.print_json(json.dumps(rec, ensure_ascii=False))
+
+
+@app.command("verify")
+def verify_cmd(
+    ref: str | None = typer.Argument(None, help="Dataset ref; omit with --all."),
+    all_: bool = typer.Option(False, "--all", help="Verify every stored version."),
+) -> None:
+    """Recompute hashes and record counts; exit 1 naming each file that changed."""
+    store = _store()
+    if not ref and not all_:
+        _fail("give a dataset ref or --all")
+    refs = [m.ref for m in store.list()] if all_ else [ref]
+    bad = 0
+    for r in refs:
+        problems = _run(store.verify, r)
+        if problems:
+            bad += 1
+            for p in problems:
+                err.print(f"[red]{r}[/red]: {p}", highlight=False)
+        else:
+            console.print(f"[green]ok[/green] {r}", highlight=False)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    ref: str = typer.Argument(..., help="Dataset ref to export."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (LLaMA-Factory dataset_dir)."),
+    format: str = typer.Option("llamafactory", help="llamafactory (dataset_info.json + JSONL)."),
+    style: str = typer.Option("auto", help="auto | sharegpt | alpaca (chat datasets)."),
+    entry: str | None = typer.Option(None, help="Entry name in dataset_info.json (default provider_name_vN)."),
+) -> None:
+    """Export a dataset for LLaMA-Factory (alpaca, sharegpt, ranking preference)."""
+    from secops_ai.data.export import export_llamafactory
+
+    if format != "llamafactory":
+        _fail(f"unknown export format {format!r}; supported: llamafactory")
+    if style not in ("auto", "sharegpt", "alpaca"):
+        _fail(f"unknown style {style!r}; choose auto, sharegpt or alpaca")
+    path = _run(export_llamafactory, _store(), ref, out, style=style, entry=entry)
+    console.print(f"[green]exported[/green] {ref} → {path} (+ {out / 'dataset_info.json'})", highlight=False)
+
+
+@app.command("build-starter")
+def build_starter_cmd() -> None:
+    """Build the starter datasets (CWE, ATT&CK, sample findings, security-sft, security-dpo); skips existing ones."""
+    from secops_ai.data.generators.starter import build_starter
+
+    with console.status("building starter datasets…") as status:
+        results = _run(build_starter, _store(), progress=lambda msg: status.update(msg))
+    table = Table("dataset", "records", "status")
+    for r in results:
+        table.add_row(r.ref, str(r.records), "created" if r.created else "exists (skipped)")
+    console.print(table)
+
+
+@app.command("obfuscate")
+def obfuscate_cmd(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Text/log file to pseudonymise."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here (default: stdout). Input is never changed."),
+    key: str | None = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True, help="Obfuscation key."),
+) -> None:
+    """Pseudonymise identifiers in a text file line by line (preview what an import would store)."""
+    from secops_ai.config.atomic import atomic_write_text
+    from secops_ai.data.obfuscation import Pseudonymizer
+
+    if not key:
+        _fail(f"pass --key or set {KEY_ENV}")
+    if out is not None and out.resolve() == path.resolve():
+        _fail("--out must differ from the input; raw inputs are never modified")
+    pseudo = Pseudonymizer(key)
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        lines = (pseudo.text(line.rstrip("\n")) + "\n" for line in fh)
+        if out is None:
+            sys.stdout.writelines(lines)
+        else:
+            atomic_write_text(out, "".join(lines))

@@ -1,7 +1,46 @@
-"""Routes for datasets (being built): translate HTTP into calls to the package, nothing more."""
+"""Read-only dataset routes: translate HTTP into calls to ``secops_ai.data``, nothing more.
+
+``GET /datasets``                                    every stored version's manifest
+``GET /datasets/{provider}/{name}/{version}``        one manifest and its first records (``?limit=``)
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Depends, Query
+
+from secops_ai.api.deps import get_app_settings
+from secops_ai.api.errors import APIError
+from secops_ai.config import Settings
+from secops_ai.data.store import DatasetError, DatasetNotFoundError, DatasetStore
+
+router = APIRouter(tags=["datasets"])
+
+
+def _store(settings: Settings = Depends(get_app_settings)) -> DatasetStore:
+    return DatasetStore(settings.workspace)
+
+
+@router.get("/datasets")
+def list_datasets(store: DatasetStore = Depends(_store)) -> dict[str, Any]:
+    """Manifests of every dataset version, sorted by provider, name, version."""
+    data = [m.model_dump(mode="json", by_alias=True) | {"ref": m.ref} for m in store.list()]
+    return {"object": "list", "data": data}
+
+
+@router.get("/datasets/{provider}/{name}/{version}")
+def get_dataset(provider: str, name: str, version: str,
+                limit: int = Query(5, ge=0, le=100, description="How many leading records to include."),
+                store: DatasetStore = Depends(_store)) -> dict[str, Any]:
+    """One version's manifest plus its first ``limit`` records; ``version`` is ``N``, ``vN`` or ``latest``."""
+    v = version.lower().removeprefix("v")
+    if v != "latest" and not v.isdigit():
+        raise APIError(400, f"version must be a number or 'latest', got {version!r}", param="version")
+    try:
+        ds = store.get(f"{provider}/{name}@{v}")
+    except DatasetNotFoundError as exc:
+        raise APIError(404, str(exc).replace(str(store.root), "data/"), code="dataset_not_found") from None
+    except DatasetError as exc:
+        raise APIError(400, str(exc)) from None
+    return {"ref": ds.ref, "manifest": ds.manifest.model_dump(mode="json", by_alias=True), "records": ds.head(limit)}
