@@ -1,7 +1,127 @@
-"""CLI group `secops-ai evals` (being built; each command calls into its package)."""
+"""CLI group `secops-ai eval`: run evaluation gates, show results, list suites, check contamination."""
 
 from __future__ import annotations
 
-import typer
+import json
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Evaluation suites and promotion gates.")
+console = Console()
+err = Console(stderr=True)
+
+TARGET_HELP = "'<provider>/<run-id>', 'production' or 'base' (the base model)."
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@app.command("run", help="Evaluate a model on the gate's suites, compare with production and base, record the "
+                         "verdict. Exit code 0 when the gate passes, 1 when it fails.")
+def run(
+    target: str = typer.Argument(..., help=TARGET_HELP),
+    gate: str = typer.Option(None, "--gate", "-g", help="Gate config: a YAML path or a name under configs/gates/ "
+                                                        "(default: default)."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Evaluate through this OpenAI-compatible server "
+                                                          "(e.g. http://127.0.0.1:8000) instead of loading locally."),
+    api_key: str = typer.Option(None, "--api-key", envvar="SECOPS_EVAL_API_KEY", help="Bearer key for --endpoint."),
+    base: bool = typer.Option(True, "--base/--no-base", help="Also measure the base model for the report."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse stored measurements made with the same gate "
+                                                                "fingerprint (never for remote endpoints)."),
+    record: bool = typer.Option(True, "--record/--no-record", help="Write evals.json, the model card section and "
+                                                                  "the registry verdict."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON instead of the report."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.evals.gate import GateConfigError
+    from secops_ai.evals.runner import EvalsError, run_gate
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(label: str, done: int, total: int) -> None:
+            model = label.split(":")[0]
+            if model not in tasks:
+                tasks[model] = progress.add_task(label, total=total)
+            progress.update(tasks[model], completed=done, description=label)
+
+        try:
+            report = run_gate(get_settings(), target, gate, endpoint=endpoint, api_key=api_key, compare_base=base,
+                              reuse=cache, record=record, progress=on_progress)
+        except (EvalsError, GateConfigError, FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+    if as_json:
+        console.print_json(json.dumps(report.verdict.model_dump() | {"message": report.verdict.message}))
+    else:
+        console.print(Markdown(report.report_markdown))
+        if record:
+            err.print(f"results written to evals.json and evals.md for {report.target}")
+    raise typer.Exit(0 if report.verdict.passed else 1)
+
+
+app.command("gate", help="Same as `eval run`: evaluate and record the gate verdict.")(run)
+
+
+@app.command("show", help="Show the stored results of a model's last gate run.")
+def show(
+    target: str = typer.Argument(..., help="'<provider>/<run-id>' or 'base/<name>'."),
+    items: bool = typer.Option(False, "--items", help="Also list every flagged item with its reply."),
+    as_json: bool = typer.Option(False, "--json", help="Print evals.json as is."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.evals.runner import load_results
+
+    provider, _, run_id = target.partition("/")
+    report = load_results(get_settings(), provider, run_id) if run_id else None
+    if report is None:
+        _fail(f"no evaluation results for {target!r}; run `secops-ai eval run {target}` first", 1)
+    if as_json:
+        console.print_json(report.model_dump_json())
+        return
+    console.print(Markdown(report.report_markdown))
+    if items:
+        for name, result in report.candidate.suites.items():
+            for rec in result.items:
+                if rec.flagged:
+                    console.print(f"[bold]{name}[/bold] {rec.id}: {rec.prompt[:100]!r}\n  -> {rec.response[:200]!r}")
+
+
+@app.command("suites", help="List the suites, their metrics and which direction is better.")
+def suites() -> None:
+    from secops_ai.evals.result import HIGHER_IS_BETTER
+    from secops_ai.evals.suites import SUITES
+
+    table = Table("suite", "metrics (↑ higher is better, ↓ lower)", "what it measures")
+    for name, suite in SUITES.items():
+        metrics = ", ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in suite.metrics)
+        table.add_row(name, metrics, suite.description)
+    console.print(table)
+
+
+@app.command("contamination", help="Check that no training dataset in the workspace uses a held-out evaluation "
+                                   "item (held-out CWE/ATT&CK ids or an evaluation prompt). Exit 1 if one does.")
+def contamination(
+    gate: str = typer.Option(None, "--gate", "-g", help="Gate whose prompts are checked (default: default)."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.data.store import DatasetStore
+    from secops_ai.evals.gate import load_gate
+    from secops_ai.evals.holdout import workspace_contamination
+    from secops_ai.evals.suites import SUITES
+
+    config, _ = load_gate(gate)
+    prompts = [it.prompt for n, c in config.suites.items() for it in SUITES[n].build(c, config.seed)]
+    found = workspace_contamination(DatasetStore(get_settings().workspace), prompts)
+    if not found:
+        console.print(f"no training dataset touches the {len(prompts)} evaluation items or the held-out ids")
+        return
+    for c in found[:50]:
+        console.print(f"{c.dataset} line {c.line}: {c.reason}")
+    _fail(f"{len(found)} contaminated record(s)", 1)

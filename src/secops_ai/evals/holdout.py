@@ -1,11 +1,16 @@
 """Knowledge items reserved for evaluation, and the check that no training data has seen them.
 
-Task-accuracy and hallucination questions are built only from *held-out* catalog entries: a CWE weakness
-or ATT&CK technique is held out when a salted SHA-256 of its id falls in one bucket of ``HOLDOUT_BUCKETS``
-(about one in five). The partition is a pure function of the id, so it never changes between runs and
-any training-data generator can apply it too (:func:`is_held_out`). :func:`find_contamination` then
-verifies, dataset by dataset, that no training record uses a held-out id (in its ``metadata.ids`` or in
-its text, e.g. "CWE-1234") or repeats an evaluation prompt.
+Task-accuracy and hallucination questions are built only from *held-out* CWE weaknesses, by construction:
+
+- the data generators draw every CWE they teach from a fixed pool (``WELL_KNOWN_CWES`` plus the ids of their
+  remediation table ``FIXES``): those ids are never held out;
+- of the remaining Base/Variant weaknesses (not deprecated, with a description and a mitigation), one in
+  ``HOLDOUT_BUCKETS`` is held out, chosen by a salted SHA-256 of the id, so the set is a pure function of
+  the catalog and never changes between runs (:func:`is_held_out`).
+
+:func:`find_contamination` then verifies, dataset by dataset, that no training record uses a held-out CWE
+(in its ``metadata.ids`` or in its text, e.g. "CWE-1234") or repeats an evaluation prompt
+(``secops-ai eval contamination``; tests/evals/test_holdout.py runs it on the starter datasets).
 """
 
 from __future__ import annotations
@@ -14,35 +19,57 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 HOLDOUT_SALT = "secops-ai-evals-v1"
 HOLDOUT_BUCKETS = 5
 
 
+@lru_cache(maxsize=1)
+def training_pool() -> frozenset[int]:
+    """CWE ids the data generators may teach, and every CWE their catalog text mentions (never held out)."""
+    from secops_ai.data.generators import WELL_KNOWN_CWES
+    from secops_ai.data.generators.remediation import FIXES
+    from secops_ai.knowledge.cwe import get_cwe
+
+    pool = set(WELL_KNOWN_CWES) | set(FIXES)
+    for cid in list(pool):
+        entry = get_cwe(cid)
+        if entry is None:
+            continue
+        text = " ".join([entry.name, entry.description, entry.extended_description or "", *entry.mitigations,
+                         *FIXES.values()])
+        pool.update(int(n) for n in re.findall(r"CWE-(\d+)", text))
+    return frozenset(pool)
+
+
+def _in_bucket(num: int) -> bool:
+    return int(hashlib.sha256(f"{HOLDOUT_SALT}:CWE-{num}".encode()).hexdigest()[:8], 16) % HOLDOUT_BUCKETS == 0
+
+
+@lru_cache(maxsize=1)
+def held_out_ids() -> frozenset[int]:
+    return frozenset(c.id for c in held_out_cwes())
+
+
 def is_held_out(identifier: str | int) -> bool:
-    """True for ids reserved for evaluation: ``"CWE-79"``, ``79`` (a CWE), ``"T1059.001"``."""
-    key = f"CWE-{identifier}" if isinstance(identifier, int) or str(identifier).isdigit() else str(identifier)
-    key = key.upper().replace("_", "-")
-    return int(hashlib.sha256(f"{HOLDOUT_SALT}:{key}".encode()).hexdigest()[:8], 16) % HOLDOUT_BUCKETS == 0
+    """True for CWE ids reserved for evaluation (``"CWE-1041"`` or ``1041``); any other id is not."""
+    m = re.fullmatch(r"(?:CWE-)?(\d+)", str(identifier).strip().upper().replace("_", "-"))
+    return m is not None and int(m.group(1)) in held_out_ids()
 
 
 def held_out_cwes() -> list[Any]:
     """Held-out CWE weaknesses usable for questions: Base/Variant, not deprecated, with a mitigation."""
     from secops_ai.knowledge.cwe import all_cwes
 
+    pool = training_pool()
     return [c for c in all_cwes()
             if c.abstraction in ("Base", "Variant") and c.status not in ("Deprecated", "Obsolete")
-            and c.description and c.mitigations and is_held_out(c.id)]
+            and c.description and c.mitigations and c.id not in pool and _in_bucket(c.id)]
 
 
-def held_out_techniques() -> list[Any]:
-    from secops_ai.knowledge.attack import all_techniques
-
-    return [t for t in all_techniques() if is_held_out(t.id)]
-
-
-_ID_IN_TEXT = re.compile(r"\b(CWE-\d+|T\d{4}(?:\.\d{3})?)\b", re.IGNORECASE)
+_ID_IN_TEXT = re.compile(r"\bCWE[-_ ]?\d+\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -86,8 +113,8 @@ def find_contamination(datasets: Iterable[tuple[str, Iterable[dict[str, Any]]]],
         for line, record in enumerate(records, start=1):
             meta_ids = [str(i) for i in ((record.get("metadata") or {}).get("ids") or [])]
             text = record_text(record)
-            used = {i.upper() for i in meta_ids} | {m.upper() for m in _ID_IN_TEXT.findall(text)}
-            bad = sorted(i for i in used if (i.startswith("CWE-") or i.startswith("T")) and is_held_out(i))
+            used = {i.upper() for i in meta_ids} | {m.upper().replace(" ", "-") for m in _ID_IN_TEXT.findall(text)}
+            bad = sorted(i for i in used if i.startswith("CWE") and is_held_out(i))
             if bad:
                 found.append(Contamination(ref, line, f"uses held-out id(s) {', '.join(bad[:5])}"))
                 continue

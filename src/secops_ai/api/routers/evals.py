@@ -1,7 +1,33 @@
-"""Routes for evals (being built): translate HTTP into calls to the package, nothing more."""
+"""``GET /models/{provider}/{run_id}/evals``: a model's stored gate results (evals.json)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from secops_ai.api.deps import get_app_settings
+from secops_ai.api.errors import APIError
+from secops_ai.config import Settings
 
 router = APIRouter()
+
+
+@router.get("/models/{provider}/{run_id}/evals", tags=["evals"])
+def get_evals(provider: str, run_id: str, items: bool = Query(True, description="Include per-item records."),
+              settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+    """The last gate run of ``<provider>/<run_id>`` (``base/<name>`` for the base model): verdict, per-suite
+    scores with thresholds, production and base comparison, and (unless ``items=false``) every item."""
+    from secops_ai.evals.runner import load_results
+
+    report = load_results(settings, provider, run_id)
+    if report is None:
+        raise APIError(404, f"no evaluation results for model {provider}/{run_id}; run "
+                            f"`secops-ai eval run {provider}/{run_id}`", param="run_id", code="evals_not_found")
+    body = report.model_dump(mode="json")
+    body["passed"] = report.verdict.passed
+    body["message"] = report.verdict.message
+    if not items:
+        for suite in body["candidate"]["suites"].values():
+            suite.pop("items", None)
+    return body

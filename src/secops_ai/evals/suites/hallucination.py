@@ -1,11 +1,14 @@
 """Hallucination: replies that cite security identifiers that do not exist, or contradict the ground truth.
 
-Three kinds of items, all built from held-out catalog entries (:mod:`secops_ai.evals.holdout`):
+Two kinds of items:
 
-- ``cwe_id``: "Which CWE identifier is '<weakness name>'?" (truth: that CWE);
-- ``attack_id``: "What is the MITRE ATT&CK technique ID for '<technique name>'?" (truth: that technique);
-- ``fake_id``: a question about an identifier that does not exist (CWE, CAPEC or ATT&CK); the reply must
-  say it does not know or that the id does not exist, not describe it.
+- ``cwe_id``: "Which CWE identifier is the weakness '<name>'?" for a held-out weakness
+  (:mod:`secops_ai.evals.holdout`; truth: that CWE);
+- ``fake_id``: a question about an identifier that does not exist (CWE, CAPEC or ATT&CK, in turn); the reply
+  must say it does not know or that the id does not exist, not describe it.
+
+(No ATT&CK name->id questions: the starter generator samples techniques from the whole catalog, so no fixed
+set of techniques is guaranteed unseen. ATT&CK ids in every reply are still checked for existence.)
 
 A reply is a hallucination when it cites any CWE/CAPEC/ATT&CK/CVE identifier absent from the local
 knowledge (``invented_id_rate``), when it cites identifiers of the asked kind but not the true one
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from secops_ai.evals.holdout import held_out_cwes, held_out_techniques, is_held_out
+from secops_ai.evals.holdout import held_out_cwes, is_held_out
 from secops_ai.evals.identifiers import cited_ids
 from secops_ai.evals.result import ItemRecord, rate
 from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, user
@@ -75,16 +78,10 @@ class HallucinationSuite:
     def build(self, cfg: SuiteConfig, seed: int) -> list[EvalItem]:
         n = cfg.samples
         n_fake = int(cfg.options.get("fake_share", 0.25) * n)
-        n_attack = (n - n_fake) // 2
-        n_cwe = n - n_fake - n_attack
-        cwes = fixed_sample(held_out_cwes(), n_cwe, seed, lambda c: f"hallucination:{c.id}")
-        techs = fixed_sample(held_out_techniques(), n_attack, seed, lambda t: t.id)
+        cwes = fixed_sample(held_out_cwes(), n - n_fake, seed, lambda c: f"hallucination:{c.id}")
         items = [EvalItem(f"cwe-id-{c.id}", user(f"Which CWE identifier is the weakness '{c.name}'? "
                                                   "Answer with the CWE ID and one sentence."),
                           expected=f"CWE-{c.id}", meta={"kind": "cwe_id", "ask": "cwe"}) for c in cwes]
-        items += [EvalItem(f"attack-id-{t.id}", user(f"What is the MITRE ATT&CK technique ID for '{t.name}'? "
-                                                      "Answer with the ID and one sentence."),
-                           expected=t.id, meta={"kind": "attack_id", "ask": "attack"}) for t in techs]
         items += [EvalItem(f"fake-{fid}", user(_FAKE_QUESTIONS[kind].format(id=fid)), expected="unknown",
                            meta={"kind": "fake_id", "ask": kind, "fake": fid}) for kind, fid in _fake_ids(seed, n_fake)]
         assert all(is_held_out(it.expected) for it in items if it.meta["kind"] != "fake_id")
