@@ -159,6 +159,15 @@ class RunResult(BaseModel):
     usage: Usage
     success: bool
     observations: int = 0
+    patch: str | None = None  # the verified change against the original folder, for review
+
+
+def verified_patch(observations: list[Observation]) -> str | None:
+    """The cumulative diff of the last verified patch, if any."""
+    for obs in reversed(observations):
+        if obs.ok and obs.data.get("verified") is True and isinstance(obs.data.get("patch"), str):
+            return obs.data["patch"]
+    return None
 
 
 class AgentLoop:
@@ -223,7 +232,7 @@ class AgentLoop:
         self.usage.seconds = round(time.monotonic() - self._t0, 3)
         result = RunResult(outcome=outcome, summary=summary, usage=self.usage,
                            success=self.config.success_check(self.observations),
-                           observations=len(self.observations))
+                           observations=len(self.observations), patch=verified_patch(self.observations))
         self.log.emit(EventType.RUN_FINISHED, {"threadId": self.log.run_id, "runId": self.log.run_id,
                                                "result": result.model_dump()})
         return result
@@ -246,19 +255,22 @@ class AgentLoop:
         self.log.custom(PLAN, self.plan.model_dump())
 
     def _act(self) -> Action | None:
-        reply = self._ask(self._messages("Choose the next action as JSON."), action_schema(self.registry.schemas()),
-                          "act")
+        text = ""
         try:
-            action = Action.model_validate_json(reply.text)
+            text = self._ask(self._messages("Choose the next action as JSON."), action_schema(self.registry.schemas()),
+                             "act").text
+            action = Action.model_validate_json(text)
             if not action.is_finish:
                 self.registry.get(action.tool)  # unknown tools are an invalid action
                 args = self.registry.validate(action.tool, action.args)
                 action = action.model_copy(update={"args": _as_dict(args)})
-        except (ValidationError, KeyError, LookupError, ValueError, TypeError) as exc:
-            # The schema makes this rare (a remote model without tool support, a registry-level check);
-            # the model sees the error and tries again next step.
-            self.log.custom(ACTION_INVALID, {"text": reply.text, "error": str(exc)[:2000]})
-            self.history.append({"role": "user", "content": f"Your last answer was invalid: {str(exc)[:500]}"})
+        except (ConstrainedDecodingError, ValidationError, KeyError, LookupError, ValueError, TypeError) as exc:
+            # Local decoding makes this rare (a remote or scripted model ignoring the schema, a check the schema
+            # cannot express); the model sees the error and tries again next step.
+            text = getattr(exc, "text", "") or text
+            error = self._explain(text, exc)
+            self.log.custom(ACTION_INVALID, {"text": text, "error": error[:2000]})
+            self.history.append({"role": "user", "content": f"Your last answer was invalid: {error[:500]}"})
             return None
         if action.thought:
             self._say(action.thought)
@@ -272,6 +284,16 @@ class AgentLoop:
         if self.config.reflect and not self.config.success_check(self.observations) and self._budget_left() is None:
             self._reflect(action, observation)
         return action
+
+    def _explain(self, text: str, exc: Exception) -> str:
+        """The most useful error for an invalid answer: the registry's (it names the field) when it has one."""
+        try:
+            action = Action.model_validate_json(text)
+            if not action.is_finish:
+                self.registry.validate(action.tool, action.args)
+        except Exception as better:
+            return str(better)
+        return str(exc)
 
     def _execute(self, action: Action) -> Observation:
         call_id = f"call_{uuid.uuid4().hex[:12]}"
@@ -338,10 +360,7 @@ class AgentLoop:
             raise BudgetSpent(f"token budget of {budget.max_tokens} spent")
         params = GenerationParams(max_tokens=min(budget.tokens_per_call, left), temperature=self.config.temperature,
                                   seed=self.config.seed)
-        try:
-            reply = complete_json(self.backend, messages, schema, params, name=purpose)
-        except ConstrainedDecodingError as exc:
-            raise RuntimeError(f"the model's {purpose} answer does not match its schema: {exc}") from exc
+        reply = complete_json(self.backend, messages, schema, params, name=purpose)
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += min(reply.completion_tokens, params.max_tokens)
         self._usage_event()

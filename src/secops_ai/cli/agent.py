@@ -1,7 +1,216 @@
-"""CLI group `secops-ai agent` (being built; each command calls into its package)."""
+"""CLI group ``secops-ai agent``: run a security agent with live output, replay a run, list runs.
+
+Commands parse arguments and call :class:`secops_ai.agents.runs.RunManager`; the only code here renders
+events (the same events the API streams) for a terminal.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+
+_OUTCOME_STYLE = {"succeeded": "bold green", "failed": "bold red", "error": "bold red", "interrupted": "red",
+                  "budget_exhausted": "yellow", "cancelled": "yellow", "running": "cyan",
+                  "waiting_approval": "magenta", "queued": "cyan"}
+
+
+@app.command("run")
+def run(
+    task: str = typer.Argument(..., help="What the agent should do, e.g. 'fix the bandit findings'."),
+    workspace: Path = typer.Option(..., "--workspace", "-w", exists=True, file_okay=False, resolve_path=True,
+                                   help="Folder to work on. The agent only changes a sandboxed copy."),
+    model: str | None = typer.Option(None, help="Adapter '<provider>/<run-id>' or 'production' (default: "
+                                                "SECOPS_ADAPTER / the base model, or SECOPS_LLM_BASE_URL)."),
+    script: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                       help="JSON playbook {plan, actions, critiques} for a scripted run."),
+    max_steps: int = typer.Option(8, min=1, help="Most actions."),
+    max_tokens: int = typer.Option(4096, min=1, help="Most tokens the model may generate in the run."),
+    max_seconds: float = typer.Option(600.0, min=1, help="Wall-clock limit of the run."),
+    tokens_per_call: int = typer.Option(256, min=8, help="Most tokens for one model answer."),
+    approve: str = typer.Option("ask", help="High-risk tools: 'ask' (prompt here; refused when not a TTY), "
+                                            "'deny' or 'allow'."),
+    reflect: bool = typer.Option(True, help="Self-critique after each observation."),
+    json_events: bool = typer.Option(False, "--json", help="Print raw events (JSONL) instead of rendering."),
+) -> None:
+    """Run an agent on TASK over a sandboxed copy of --workspace, showing each step live."""
+    from pydantic import ValidationError
+
+    from secops_ai.agents.actions import ApprovalDecision, Budget
+    from secops_ai.agents.runs import RunManager, RunRequest
+    from secops_ai.config import get_settings
+
+    if approve not in ("ask", "deny", "allow"):
+        raise typer.BadParameter("choose ask, deny or allow", param_hint="--approve")
+    interactive = approve == "ask" and sys.stdin.isatty()
+    try:
+        playbook = json.loads(script.read_text()) if script else None
+        request = RunRequest(
+            task=task, workspace=str(workspace), model="scripted" if script else model, script=playbook,
+            budget=Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds,
+                          tokens_per_call=tokens_per_call),
+            approval=approve if approve != "ask" or interactive else "deny", reflect=reflect)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"{script}: line {exc.lineno}: {exc.msg}", param_hint="--script") from None
+    except ValidationError as exc:
+        raise typer.BadParameter(_first_error(exc), param_hint="--script" if script else "options") from None
+    if approve == "ask" and not interactive:
+        console.print("[yellow]stdin is not a terminal: high-risk actions will be refused (use --approve).[/]")
+
+    manager = RunManager(get_settings())
+    try:
+        handle = manager.start(request)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console.print(f"run [bold]{handle.run_id}[/] → {manager.runs_dir / (handle.run_id + '.jsonl')}")
+    seq = -1
+    try:
+        while True:
+            for event in handle.log.wait(seq, timeout=0.5):
+                seq = event.seq
+                data = event.model_dump(mode="json")
+                if json_events:
+                    print(event.line(), flush=True)
+                else:
+                    render(data)
+                if interactive and _is(data, "approval_requested"):
+                    value = data["payload"]["value"]
+                    ok = typer.confirm(f"Allow {value['tool']} {json.dumps(value['args'])}?", default=False)
+                    manager.approve(handle.run_id, ApprovalDecision(tool_call_id=value["tool_call_id"], approved=ok,
+                                                                    reason="" if ok else "refused at the terminal",
+                                                                    by="cli"))
+            if handle.done and seq == handle.log.events[-1].seq:
+                break
+    except KeyboardInterrupt:
+        console.print("[yellow]cancelling…[/]")
+        manager.cancel(handle.run_id)
+        if handle.thread is not None:
+            handle.thread.join()
+        for event in handle.log.events[seq + 1:]:
+            render(event.model_dump(mode="json"))
+    outcome = handle.result.outcome if handle.result else "error"
+    raise typer.Exit(0 if outcome == "succeeded" else 1)
+
+
+@app.command("replay")
+def replay(
+    run_id: str = typer.Argument(..., help="Run id (see `secops-ai agent list`)."),
+    json_events: bool = typer.Option(False, "--json", help="Print the raw JSONL events."),
+) -> None:
+    """Re-render a recorded run from storage/agent_runs/<run-id>.jsonl."""
+    from secops_ai.agents.trajectory import TrajectoryError, read_events, summarize, trajectory_path
+    from secops_ai.config import get_settings
+
+    try:
+        events = read_events(trajectory_path(get_settings().workspace.agent_runs, run_id))
+    except TrajectoryError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    for event in events:
+        if json_events:
+            print(json.dumps(event, ensure_ascii=False))
+        else:
+            render(event)
+    summary = summarize(run_id, events)
+    if summary.status == "interrupted" and not json_events:
+        console.print(Panel(f"run stopped after {len(events)} events without finishing (crash or kill)",
+                            style="red"))
+
+
+@app.command("list")
+def list_runs(limit: int = typer.Option(50, min=1, help="Newest runs to show.")) -> None:
+    """List agent runs in this workspace (newest first)."""
+    from secops_ai.agents.runs import RunManager
+    from secops_ai.config import get_settings
+
+    runs = RunManager(get_settings()).list()[:limit]
+    if not runs:
+        console.print("no agent runs yet: try `secops-ai agent run \"<task>\" --workspace DIR`")
+        return
+    table = Table("run id", "started", "status", "steps", "model", "task")
+    for r in runs:
+        started = datetime.fromtimestamp(r.started_at, UTC).strftime("%Y-%m-%d %H:%M:%S") if r.started_at else ""
+        table.add_row(r.run_id, started, Text(r.status, style=_OUTCOME_STYLE.get(r.status, "")), str(r.steps),
+                      r.model, r.task[:60])
+    console.print(table)
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def render(event: dict[str, Any]) -> None:
+    """Print one event for a person (shared by `run` and `replay`)."""
+    t, p = event["type"], event["payload"]
+    if t == "RUN_STARTED":
+        tools = ", ".join(f"{x['name']}({x['risk']})" for x in p.get("tools", []))
+        console.print(Panel(f"[bold]{_esc(p.get('task', ''))}[/]\nmodel: {_esc(p.get('model', ''))}   "
+                            f"workspace: {_esc(p.get('workspace', ''))}\ntools: {tools}", title="agent run"))
+    elif t == "STEP_STARTED":
+        console.rule(f"[bold blue]{p.get('stepName')}")
+    elif t == "TEXT_MESSAGE_CONTENT":
+        console.print(Text(p.get("delta", ""), style="italic"))
+    elif t == "TOOL_CALL_START":
+        style = {"high": "bold red", "medium": "yellow"}.get(p.get("risk", ""), "green")
+        console.print(Text.assemble(("→ ", "bold"), (p.get("toolCallName", ""), "bold"), (f"  [{p.get('risk')} risk]",
+                                                                                         style)))
+    elif t == "TOOL_CALL_ARGS":
+        console.print(Text("  args " + p.get("delta", ""), style="dim"))
+    elif t == "TOOL_CALL_RESULT":
+        label = "refused" if p.get("refused") else "reused" if p.get("reused") else "ok" if p.get("ok") else "failed"
+        style = "green" if p.get("ok") else "red"
+        body = (p.get("content") or "").strip()
+        if p.get("error") and not p.get("refused"):
+            body = f"{body}\n{p['error']}".strip()
+        console.print(Text(f"  ← {label}", style=style))
+        if body:
+            console.print(Text(_clip(body, 1200), style="dim"))
+    elif t == "CUSTOM":
+        name, value = p.get("name"), p.get("value") or {}
+        if name == "approval_requested":
+            console.print(Panel(f"{_esc(value.get('tool'))} {_esc(json.dumps(value.get('args')))}\n"
+                                f"{_esc(value.get('thought', ''))}", title="approval needed", style="magenta"))
+        elif name == "approval_decided":
+            verdict = "[green]approved[/]" if value.get("approved") else "[red]refused[/]"
+            console.print(f"  {verdict} by {_esc(value.get('by'))} {_esc(value.get('reason', ''))}")
+        elif name == "critique":
+            console.print(f"  [cyan]critique {value.get('score', 0):.2f}[/] {_esc(value.get('critique', ''))}"
+                          + (" [yellow](revising plan)[/]" if value.get("revise") else ""))
+        elif name == "action_invalid":
+            console.print(f"  [red]invalid action:[/] {_esc(value.get('error', ''))}")
+    elif t == "RUN_FINISHED":
+        r = p.get("result") or {}
+        u = r.get("usage") or {}
+        console.print(Panel(f"{_esc(r.get('summary', ''))}\nsteps {u.get('steps')} · tokens "
+                            f"{u.get('completion_tokens')} generated / {u.get('prompt_tokens')} prompt · "
+                            f"{u.get('seconds')}s", title=r.get("outcome", "finished"),
+                            style=_OUTCOME_STYLE.get(r.get("outcome", ""), "")))
+    elif t == "RUN_ERROR":
+        console.print(Panel(_esc(p.get("message", "")), title="error", style="bold red"))
+
+
+def _is(event: dict[str, Any], name: str) -> bool:
+    return event["type"] == "CUSTOM" and event["payload"].get("name") == name
+
+
+def _esc(value: Any) -> str:
+    from rich.markup import escape
+
+    return escape(str(value if value is not None else ""))
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
+
+
+def _first_error(exc: Any) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

@@ -25,7 +25,11 @@ _MAX_CLOSING_CHARS = 4000
 
 
 class ConstrainedDecodingError(ValueError):
-    """The model's answer could not be made to match the schema."""
+    """The model's answer could not be made to match the schema (``text``: the answer, when there was one)."""
+
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
 
 
 @dataclass
@@ -59,7 +63,10 @@ def complete_json(backend: ChatBackend | Any, messages: list[Message], schema: d
         text = backend.chat([messages], params)[0]
         reply = JsonReply(_extract_json(text), estimate_tokens(backend, _joined(messages)),
                           estimate_tokens(backend, text))
-    validate_json(reply.text, schema)
+    try:
+        validate_json(reply.text, schema)
+    except ConstrainedDecodingError as exc:
+        raise ConstrainedDecodingError(str(exc), reply.text) from None
     return reply
 
 
@@ -69,8 +76,8 @@ def validate_json(text: str, schema: dict[str, Any]) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConstrainedDecodingError(f"not JSON: {exc.msg} at char {exc.pos}: {text[:200]!r}") from exc
-    parser = _parser(schema, ordered=False)  # decoding fixes the field order; checking must not demand it
     canonical = json.dumps(value, ensure_ascii=False)
+    parser = _parser(schema, ordered=False, text=canonical)
     for i, ch in enumerate(canonical):
         if ch not in parser.get_allowed_characters():
             raise ConstrainedDecodingError(f"does not match the schema at char {i} of {canonical[:200]!r}")
@@ -89,20 +96,28 @@ def estimate_tokens(backend: Any, text: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- local
-def _parser(schema: dict[str, Any], *, ordered: bool = True) -> Any:
+def _parser(schema: dict[str, Any], *, ordered: bool = True, text: str = "") -> Any:
+    """A JSON-schema parser; ``ordered=False`` checks rather than decodes (any field order, long arrays, any
+    indentation, and every character of ``text`` allowed inside strings: the default alphabet lacks '|', '~'
+    and non-ASCII)."""
     from lmformatenforcer import JsonSchemaParser
 
     config = _config()
-    config.force_json_field_order = ordered
+    if not ordered:
+        config.force_json_field_order = False
+        config.max_consecutive_whitespaces = 1 << 20
+        config.max_json_array_length = 1 << 20
+        config.alphabet = config.alphabet + "".join(sorted(set(text) - set(config.alphabet)))
     return JsonSchemaParser(schema, config=config)
 
 
 def _config(alphabet: str | None = None) -> Any:
     from lmformatenforcer import CharacterLevelParserConfig
 
-    # Few consecutive spaces (a small model otherwise pads with whitespace until the cap) and fields in
-    # schema order, so a thought comes before the tool it justifies.
-    cfg = CharacterLevelParserConfig(max_consecutive_whitespaces=2, force_json_field_order=True)
+    # Bounded runs of spaces (a small model otherwise pads with whitespace until the cap; the parser counts
+    # them inside strings too, so leave room for a diff's indentation) and fields in schema order, so a
+    # thought comes before the tool it justifies.
+    cfg = CharacterLevelParserConfig(max_consecutive_whitespaces=16, force_json_field_order=True)
     if alphabet is not None:
         cfg.alphabet = alphabet
     return cfg
@@ -189,7 +204,7 @@ def close_json(text: str, schema: dict[str, Any]) -> tuple[str, bool]:
     Feeds the partial answer through the schema parser, then greedily appends the allowed character that
     closes soonest (quotes, braces, brackets first; otherwise the first allowed non-space character).
     """
-    parser = _parser(schema)
+    parser = _parser(schema, ordered=False, text=text)
     kept = []
     for ch in text:
         if ch not in parser.get_allowed_characters():
