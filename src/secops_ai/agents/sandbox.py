@@ -361,6 +361,8 @@ class Sandbox:
             if proc.poll() is None:
                 _kill_group(proc)
                 proc.wait()
+            if self.privileged:  # when run() returns, nothing of this sandbox is still running
+                _wait_for_uid_exit(self.uid)
             sel.close()
             proc.stdout.close()
             proc.stderr.close()
@@ -383,6 +385,24 @@ class Sandbox:
             duration_s=time.monotonic() - start,
             output_bytes=total,
         )
+
+
+def _uid_alive(uid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _wait_for_uid_exit(uid: int, timeout: float = 3.0) -> None:
+    """After a kill, wait (briefly) until the kernel has torn down every process of the sandbox's own uid."""
+    deadline = time.monotonic() + timeout
+    while _uid_alive(uid) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
