@@ -1,7 +1,97 @@
-"""CLI group `secops-ai models` (being built; each command calls into its package)."""
+"""CLI group ``secops-ai models``: the registry (list, show, promote, archive, rollback, merge)."""
 
 from __future__ import annotations
 
+import json
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _registry():
+    from secops_ai.registry import Registry
+
+    return Registry()
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _call(fn, *args, **kwargs):
+    from secops_ai.registry import RegistryError
+    from secops_ai.registry.model_card import ModelCardError
+
+    try:
+        return fn(*args, **kwargs)
+    except (RegistryError, ModelCardError, FileNotFoundError) as exc:
+        _fail(str(exc))
+
+
+@app.command("list")
+def list_cmd(
+    stage: str | None = typer.Option(None, help="Only this stage: candidate | production | archived."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Every registered run with its stage, training stage, dataset, final loss and gate verdict."""
+    records = _call(_registry().list, stage=stage)
+    if as_json:
+        console.print_json(json.dumps([r.to_dict() for r in records]))
+        return
+    table = Table("name", "stage", "kind", "trained", "dataset", "final loss", "gate", "created")
+    for r in records:
+        gate = "-" if r.gate is None else ("[green]passed[/green]" if r.gate["passed"] else "[red]failed[/red]")
+        stage_txt = f"[bold green]{r.stage}[/bold green]" if r.stage == "production" else r.stage
+        table.add_row(r.name, stage_txt, r.kind, r.training_stage or "-", r.dataset or "-",
+                      str(r.metrics.get("final_loss", "-")), gate,
+                      r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "-")
+    console.print(table)
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="<provider>/<run-id>")) -> None:
+    """A run's record, gate result and stage history (JSON)."""
+    console.print_json(json.dumps(_call(_registry().get, name).to_dict()))
+
+
+@app.command("promote")
+def promote(
+    name: str = typer.Argument(..., help="<provider>/<run-id>"),
+    force: bool = typer.Option(False, "--force", help="Promote without a passing evaluation gate (audited)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why (required with --force; recorded)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who (default: the login name)."),
+) -> None:
+    """Make NAME the production model (SECOPS_ADAPTER=production). Needs a passing gate, or --force --reason."""
+    record = _call(_registry().promote, name, force=force, reason=reason, actor=actor)
+    forced = " [yellow](forced: recorded in the registry and the model card)[/yellow]" if force else ""
+    console.print(f"[green]promoted[/green] {record.name} to production{forced}")
+
+
+@app.command("archive")
+def archive(
+    name: str = typer.Argument(..., help="<provider>/<run-id>"),
+    reason: str | None = typer.Option(None, "--reason"),
+) -> None:
+    """Move NAME to archived (its files are kept)."""
+    record = _call(_registry().archive, name, reason=reason)
+    console.print(f"[green]archived[/green] {record.name} (files kept at {record.path})")
+
+
+@app.command("rollback")
+def rollback(reason: str | None = typer.Option(None, "--reason")) -> None:
+    """Restore the previous production model; the current one is archived."""
+    name = _call(_registry().rollback, reason=reason)
+    console.print(f"[green]rolled back[/green]: {name} is in production again")
+
+
+@app.command("merge")
+def merge(name: str = typer.Argument(..., help="<provider>/<run-id> of a LoRA adapter")) -> None:
+    """Merge the adapter into its base weights as a NEW run (the base model is never modified)."""
+    record = _call(_registry().merge, name)
+    console.print(f"[green]merged[/green] {name} -> {record.name} ({record.path})")

@@ -1,7 +1,119 @@
-"""CLI group `secops-ai train` (being built; each command calls into its package)."""
+"""CLI group ``secops-ai train``: run a fine-tuning config, resume an interrupted run, list runs in progress.
+
+Works unchanged under ``torchrun --nproc_per_node N -m secops_ai.cli.main train run CONFIG`` (or
+``accelerate launch``) for data-parallel training.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+def _report(result) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    m = result.metrics
+    console.print(f"[green]finished[/green] {result.run_name}  steps={m.get('global_step')}  "
+                  f"loss {m.get('first_loss')} -> {m.get('final_loss')}  tokens={m.get('tokens_seen')}",
+                  highlight=False)
+    console.print(f"  folder: {result.run_dir}\n  serve:  SECOPS_ADAPTER={result.run_name} secops-ai serve\n"
+                  f"  gate:   secops-ai eval gate {result.run_name}", highlight=False)
+
+
+def _errors():
+    from secops_ai.data.store import DatasetError
+    from secops_ai.training import ConfigError, TrainingError
+    from secops_ai.training.data import DatasetFormatError
+
+    return (ConfigError, TrainingError, DatasetFormatError, DatasetError, FileNotFoundError, FileExistsError)
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Argument(..., help="Run config YAML (see configs/)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. max_steps=20 lora_rank=16."),
+    run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: <stage>-<dataset>-<time>-<rand>)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the rich progress bar."),
+) -> None:
+    """Fine-tune from CONFIG; the result lands in models/<provider>/<run-id>/ and is registered as a candidate."""
+    from secops_ai.training import RunConfig, train
+
+    try:
+        cfg = RunConfig.from_yaml(config, overrides=list(overrides or []))
+        result = train(cfg, run_id=run_id, progress=progress)
+    except _errors() as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing was registered. Continue with `secops-ai train resume <run-id>` "
+              "(see `secops-ai train status`).")
+    _report(result)
+
+
+@app.command("resume")
+def resume_cmd(
+    run_id: str = typer.Argument(..., help="Id of an interrupted or failed run (see `secops-ai train status`)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Continue an interrupted run from its last checkpoint with the config it started with."""
+    from secops_ai.training import resume
+
+    try:
+        result = resume(run_id, progress=progress)
+    except _errors() as exc:
+        _fail(str(exc))
+    _report(result)
+
+
+@app.command("status")
+def status(run_id: str | None = typer.Argument(None, help="One run's status as JSON; omit for a table.")) -> None:
+    """Runs started on this workspace and whether they completed, failed or were interrupted."""
+    from secops_ai.config import get_settings
+    from secops_ai.training.runner import last_checkpoint, work_root
+
+    root = work_root(get_settings())
+    if run_id:
+        path = root / run_id / "status.json"
+        if not path.is_file():
+            _fail(f"no run {run_id!r} under {root}")
+        console.print_json(path.read_text())
+        return
+    table = Table("run id", "status", "last checkpoint")
+    for folder in sorted(root.glob("*/status.json")) if root.is_dir() else []:
+        data = json.loads(folder.read_text())
+        ckpt = last_checkpoint(folder.parent)
+        table.add_row(folder.parent.name, data.get("status", "?"), ckpt.name if ckpt else "-")
+    console.print(table)
+
+
+@app.command("export")
+def export(
+    config: Path = typer.Argument(..., help="Run config YAML."),
+    out: Path = typer.Argument(..., help="Folder to write LLaMA-Factory's YAML + dataset_info.json into."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides."),
+) -> None:
+    """Write the run as a LLaMA-Factory job (train YAML, dataset_info.json, data file) without running it."""
+    from secops_ai.config import get_settings
+    from secops_ai.training import RunConfig
+    from secops_ai.training.providers.llamafactory import write_job
+
+    try:
+        cfg = RunConfig.from_yaml(config, overrides=list(overrides or []))
+        job = write_job(cfg, get_settings(), out, output_dir=out / "output")
+    except _errors() as exc:
+        _fail(str(exc))
+    console.print(f"[green]wrote[/green] {job}  (run: llamafactory-cli train {job})", highlight=False)

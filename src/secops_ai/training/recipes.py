@@ -12,9 +12,15 @@ from typing import Any
 from secops_ai.training.config import RunConfig
 
 
-def lora_config(config: RunConfig):
-    """peft's LoRA config for the run; ``lora_target: all`` means every linear layer but the LM head."""
-    from peft import LoraConfig
+def lora_config(config: RunConfig, model: Any = None):
+    """peft's LoRA config for the run; ``lora_target: all`` means every linear layer but the LM head.
+
+    ``None`` for full fine-tuning, or when the model already carries its LoRA layers (the unsloth provider).
+    """
+    from peft import LoraConfig, PeftModel
+
+    if config.finetuning_type != "lora" or isinstance(model, PeftModel):
+        return None
 
     targets: str | list[str] = ("all-linear" if config.lora_target == "all"
                                 else config.lora_target.split(","))
@@ -74,7 +80,7 @@ def build_sft(config: RunConfig, model: Any, tokenizer: Any, records: list[dict]
         dataset_num_proc=None,
     )
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=lora_config(config) if config.finetuning_type == "lora" else None,
+                      peft_config=lora_config(config, model),
                       callbacks=callbacks)
 
 
@@ -93,7 +99,7 @@ def build_dpo(config: RunConfig, model: Any, tokenizer: Any, records: list[dict]
     # "ref" adapter) makes TRL compute reference log-probs with the adapter disabled. Full fine-tuning needs
     # a frozen copy, which TRL creates itself.
     return DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=lora_config(config) if config.finetuning_type == "lora" else None,
+                      peft_config=lora_config(config, model),
                       callbacks=callbacks)
 
 
@@ -108,7 +114,7 @@ def build_orpo(config: RunConfig, model: Any, tokenizer: Any, records: list[dict
     args = ORPOConfig(**common_args(config, output_dir, cuda=cuda, distributed=distributed),
                       beta=config.pref_beta, max_length=config.cutoff_len)
     return ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                       peft_config=lora_config(config) if config.finetuning_type == "lora" else None,
+                       peft_config=lora_config(config, model),
                        callbacks=callbacks)
 
 

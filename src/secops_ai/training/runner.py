@@ -154,10 +154,14 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
     """
     settings = settings or get_settings()
     settings.workspace.ensure()
-    if config.provider != "builtin":
+    if config.provider == "llamafactory":
         from secops_ai.training.providers import run_external
 
         return run_external(config, settings, run_id=run_id)
+    if config.provider == "unsloth":
+        from secops_ai.training.providers import unsloth
+
+        unsloth.check_available()
     cuda = check_hardware(config)
 
     from secops_ai.training.data import load_dataset_version
@@ -193,7 +197,12 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
     from secops_ai.training.recipes import BUILDERS
 
     set_seed(config.seed)
-    model, tokenizer = load_base(config, model_dir, cuda=cuda)
+    if config.provider == "unsloth":
+        from secops_ai.training.providers import unsloth
+
+        model, tokenizer = unsloth.load(config, model_dir)  # already carries the LoRA layers
+    else:
+        model, tokenizer = load_base(config, model_dir, cuda=cuda)
     cbs = [MetricsLogger(work_dir / "metrics.jsonl"), *(callbacks or [])]
     if progress:
         cbs.append(RichProgress(f"{config.stage} {run_id}"))

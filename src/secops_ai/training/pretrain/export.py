@@ -155,9 +155,8 @@ def export_run(workspace: Workspace, run: str, *, native_only: bool = False, tol
             hf_tok = AutoTokenizer.from_pretrained(str(corpus_dir / "tokenizer"))
         hf_tok.save_pretrained(tmp)
         if hf_ok:
-            extra = {}
-            if hf_tok.eos_token_id is not None:
-                extra = {"bos_token_id": hf_tok.bos_token_id, "eos_token_id": hf_tok.eos_token_id}
+            # GPT2Config defaults to GPT-2's id 50256, outside a char vocabulary
+            extra = {"bos_token_id": hf_tok.bos_token_id, "eos_token_id": hf_tok.eos_token_id}
             hf = to_hf_model(model, **extra)
             diff = _max_logit_diff(model, hf, cfg.vocab_size)
             if diff > tolerance:

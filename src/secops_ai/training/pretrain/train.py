@@ -79,6 +79,7 @@ class TrainResult:
     val_loss: float
     ms_per_iter: float
     tokens_per_s: float
+    ms_median: float = float("nan")  # robust to other processes stealing the CPU now and then
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -244,6 +245,7 @@ def train(
     bar = _progress(master and progress)
     task = bar.add_task(run_id, total=cfg.max_iters, completed=iter_num) if bar else None
     train_time, timed_iters, last_loss, last_val = 0.0, 0, float("nan"), float("nan")
+    iter_ms: list[float] = []
     start_iter = iter_num
     with bar or contextlib.nullcontext():
         while iter_num < cfg.max_iters:
@@ -272,6 +274,7 @@ def train(
             last_loss = loss_sum
             if iter_num > start_iter + 3:  # the first iterations pay one-time allocation costs
                 train_time, timed_iters = train_time + dt, timed_iters + 1
+                iter_ms.append(dt * 1000)
             if iter_num % cfg.log_interval == 0 or iter_num == cfg.max_iters:
                 log({"iter": iter_num, "loss": round(loss_sum, 6), "lr": lr, "ms": round(dt * 1000, 2)})
             if bar is not None and task is not None:
@@ -295,6 +298,7 @@ def train(
         val_loss=last_val,
         ms_per_iter=ms,
         tokens_per_s=tokens_per_iter / (ms / 1000) if timed_iters else float("nan"),
+        ms_median=float(np.median(iter_ms)) if iter_ms else float("nan"),
         history=history,
     )
 

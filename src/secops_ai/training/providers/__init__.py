@@ -15,8 +15,4 @@ def run_external(config: RunConfig, settings: Settings, *, run_id: str | None = 
         from secops_ai.training.providers.llamafactory import run
 
         return run(config, settings, run_id=run_id)
-    if config.provider == "unsloth":
-        from secops_ai.training.providers.unsloth import run
-
-        return run(config, settings, run_id=run_id)
     raise ValueError(f"provider: unknown provider {config.provider!r}")
