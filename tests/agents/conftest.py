@@ -94,3 +94,19 @@ def wait_for() -> Callable[..., Any]:
         raise AssertionError(f"condition not met within {timeout}s")
 
     return wait
+
+
+@pytest.fixture
+def agent_client(workspace):
+    """A TestClient over the real app (no model loaded); agent runs use the real tool registry and sandbox."""
+    from fastapi.testclient import TestClient
+
+    from secops_ai.api.app import create_app
+    from secops_ai.config import get_settings
+
+    app = create_app(get_settings(), load_model=False)
+    with TestClient(app) as client:
+        yield client
+        runs = getattr(app.state, "agent_runs", None)
+        if runs is not None:
+            runs.shutdown()
