@@ -44,25 +44,27 @@ void copy(char *src) {
 }
 '''
 
-FIX_SHELL = '''--- a/app.py
-+++ b/app.py
-@@ -1,5 +1,6 @@
- import subprocess
-+import shlex
- 
- 
- def run(cmd):
--    return subprocess.call(cmd, shell=True)
-+    return subprocess.call(shlex.split(cmd))
-'''
+FIX_SHELL = "\n".join([
+    "--- a/app.py",
+    "+++ b/app.py",
+    "@@ -1,5 +1,6 @@",
+    " import subprocess",
+    "+import shlex",
+    " ",
+    " ",
+    " def run(cmd):",
+    "-    return subprocess.call(cmd, shell=True)",
+    "+    return subprocess.call(shlex.split(cmd))",
+]) + "\n"
 
-BREAKS_MORE = '''--- a/app.py
-+++ b/app.py
-@@ -1,2 +1,3 @@
- import subprocess
-+import pickle; pickle.loads(b"")
- 
-'''
+BREAKS_MORE = "\n".join([
+    "--- a/app.py",
+    "+++ b/app.py",
+    "@@ -1,2 +1,3 @@",
+    " import subprocess",
+    '+import pickle; pickle.loads(b"")',
+    " ",
+]) + "\n"
 
 
 def tree_digest(root: Path) -> str:
