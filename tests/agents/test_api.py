@@ -1,0 +1,112 @@
+"""The /agents HTTP API: validation, approvals, cancellation, listing, auth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketDenialResponse
+from starlette.websockets import WebSocketDisconnect
+
+from secops_ai.agents.trajectory import read_events
+
+
+def _start(client, repo: Path, actions: list[dict], **extra) -> str:
+    body = {"task": "t", "workspace": str(repo), "script": {"actions": actions, "delay_s": 0.02}, **extra}
+    resp = client.post("/agents/runs", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["run_id"]
+
+
+def _done(client, run_id: str, wait_for) -> dict:
+    return wait_for(lambda: (s := client.get(f"/agents/runs/{run_id}").json())["finished_at"] and s)
+
+
+@pytest.mark.parametrize(("body", "param", "message"), [
+    ({"task": "t", "workspace": "/no/such/dir"}, "workspace", "is not a directory"),
+    ({"task": "", "workspace": "."}, "task", "at least 1 character"),
+    ({"task": "t", "workspace": ".", "model": "scripted"}, None, "needs a playbook"),
+    ({"task": "t", "workspace": ".", "budget": {"max_steps": 0}}, "budget.max_steps", "greater than or equal to 1"),
+    ({"task": "t", "workspace": ".", "bogus": 1}, "bogus", "Extra inputs"),
+    ({"task": "t", "workspace": ".", "model": "x", "script": {"actions": []}}, None, "only used with model"),
+])
+def test_start_rejects_bad_requests_naming_the_field(agent_client, body, param, message) -> None:
+    resp = agent_client.post("/agents/runs", json=body)
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert message in error["message"] and (param is None or error["param"] == param)
+    assert agent_client.get("/agents/runs").json()["data"] == []  # nothing was created
+
+
+def test_refuse_through_the_api_becomes_an_observation(agent_client, tmp_path, wait_for) -> None:
+    run_id = _start(agent_client, tmp_path, [{"tool": "run_command", "args": {"command": "touch /workspace/x"}}])
+    pending = wait_for(lambda: agent_client.get(f"/agents/runs/{run_id}").json()["pending_approval"])
+    assert pending["tool"] == "run_command" and pending["risk"] == "high"
+    wrong = agent_client.post(f"/agents/runs/{run_id}/approve", json={"approved": True, "tool_call_id": "call_nope"})
+    assert wrong.status_code == 409 and "call_nope" in wrong.json()["error"]["message"]
+    refusal = {"approved": False, "reason": "no shell today", "tool_call_id": pending["tool_call_id"]}
+    resp = agent_client.post(f"/agents/runs/{run_id}/approve", json=refusal)
+    assert resp.status_code == 200 and resp.json()["approved"] is False
+    summary = _done(agent_client, run_id, wait_for)
+    assert summary["status"] == "failed" and summary["pending_approval"] is None
+    events = agent_client.get(f"/agents/runs/{run_id}/events").text
+    result = next(json.loads(line[6:]) for line in events.splitlines()
+                  if line.startswith("data: ") and '"TOOL_CALL_RESULT"' in line)["payload"]
+    assert result["refused"] and "no shell today" in result["error"]
+    again = agent_client.post(f"/agents/runs/{run_id}/approve", json={"approved": True})
+    assert again.status_code == 409  # nothing pending any more
+
+
+def test_cancel_stops_a_run_waiting_for_approval(agent_client, tmp_path, wait_for) -> None:
+    run_id = _start(agent_client, tmp_path, [{"tool": "run_command", "args": {"command": "true"}}])
+    wait_for(lambda: agent_client.get(f"/agents/runs/{run_id}").json()["status"] == "waiting_approval")
+    assert agent_client.post(f"/agents/runs/{run_id}/cancel").json() == {"run_id": run_id, "cancelling": True}
+    summary = _done(agent_client, run_id, wait_for)
+    assert summary["status"] == "cancelled" and summary["result"]["summary"] == "cancelled by a person"
+    assert agent_client.post(f"/agents/runs/{run_id}/cancel").status_code == 409
+
+
+def test_unknown_runs_are_404(agent_client) -> None:
+    for path in ("/agents/runs/run-nope", "/agents/runs/run-nope/events", "/agents/runs/..%2Fsecrets"):
+        resp = agent_client.get(path)
+        assert resp.status_code == 404, path
+    assert agent_client.post("/agents/runs/run-nope/cancel").status_code == 404
+    with pytest.raises(WebSocketDisconnect) as info, agent_client.websocket_connect("/agents/runs/run-nope/ws") as ws:
+        ws.receive_text()
+    assert info.value.code == 4404
+
+
+def test_runs_are_listed_and_readable_after_a_restart(agent_client, workspace, tmp_path, wait_for) -> None:
+    from secops_ai.api.app import create_app
+    from secops_ai.config import get_settings
+
+    run_id = _start(agent_client, tmp_path, [{"tool": "lookup_knowledge", "args": {"kind": "cwe", "id": "CWE-78"}}])
+    first = _done(agent_client, run_id, wait_for)
+    with TestClient(create_app(get_settings(), load_model=False)) as fresh:  # a new server process, same SECOPS_HOME
+        listed = fresh.get("/agents/runs").json()["data"]
+        assert [r["run_id"] for r in listed] == [run_id]
+        assert fresh.get(f"/agents/runs/{run_id}").json() == first
+        replayed = fresh.get(f"/agents/runs/{run_id}/events").text
+    assert replayed.count("\nid: ") + replayed.startswith("id: ") == len(read_events(
+        workspace.agent_runs / f"{run_id}.jsonl"))
+
+
+def test_api_keys_guard_http_and_websocket(workspace, monkeypatch, tmp_path) -> None:
+    from secops_ai.api.app import create_app
+    from secops_ai.config import get_settings
+
+    monkeypatch.setenv("SECOPS_API_KEYS", "k1")
+    get_settings.cache_clear()
+    with TestClient(create_app(get_settings(), load_model=False)) as client:
+        assert client.get("/agents/runs").status_code == 401
+        ok = client.get("/agents/runs", headers={"Authorization": "Bearer k1"})
+        assert ok.status_code == 200
+        with pytest.raises(WebSocketDenialResponse) as denied, client.websocket_connect("/agents/runs/run-x/ws") as ws:
+            ws.receive_text()
+        assert denied.value.status_code == 401  # the handshake is refused before anything is sent
+        with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect(
+                "/agents/runs/run-x/ws", headers={"Authorization": "Bearer k1"}) as ws:
+            ws.receive_text()
+        assert info.value.code == 4404  # authenticated, then told the run does not exist
