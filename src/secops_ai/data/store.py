@@ -175,6 +175,8 @@ def _field_of(err: ValidationError) -> tuple[str, str]:
 def validate_record(kind: DatasetKind | str, record: Any, *, file: str, line: int) -> dict[str, Any]:
     """Validate one record; return its canonical dict or raise :class:`RecordValidationError`."""
     model = record_model(kind)
+    if type(record) is model:  # already validated by an importer: don't pay for it twice
+        return record.model_dump(mode="json", exclude_none=True)
     if isinstance(record, BaseModel):
         record = record.model_dump(mode="json", exclude_none=True)
     if not isinstance(record, dict):

@@ -95,6 +95,9 @@ def iter_sarif(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) 
         rules = drv.get("rules") or []
         rule_maps.append(({r.get("id"): r for r in rules if isinstance(r, dict)}, rules))
 
+    if len(drivers) == 1:  # the common case: let ijson's C backend build each result object
+        yield from _single_run(path, drivers[0], *rule_maps[0], pseudonymizer)
+        return
     run_index = -1
     index_in_run = 0
     with path.open("rb") as fh:
@@ -122,6 +125,37 @@ def iter_sarif(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) 
                                         f"SARIF JSON is malformed: {exc}") from None
         if run_index < 0:
             raise RecordValidationError(str(path), 0, "runs", "no SARIF runs found (is this a SARIF 2.1 file?)")
+
+
+def _single_run(path: Path, drv: dict[str, Any], by_id: dict[str, Any], rules: list[Any],
+                pseudonymizer: Pseudonymizer | None) -> Iterator[FindingRecord]:
+    n = 0
+    with path.open("rb") as fh:
+        try:
+            for n, result in enumerate(ijson.items(fh, "runs.item.results.item", use_float=True), start=1):
+                rec = _sarif_result(result, drv, by_id, rules, path, n)
+                yield FindingRecord.model_validate(_apply_pseudonyms(rec, pseudonymizer))
+        except ijson.JSONError as exc:
+            raise RecordValidationError(str(path), 0, f"runs[0].results[{n}]",
+                                        f"SARIF JSON is malformed: {exc}") from None
+
+
+_RULE_CWES: dict[int, tuple[dict[str, Any], list[int]]] = {}
+
+
+def _rule_cwes(rule: dict[str, Any]) -> list[int]:
+    """CWE ids a rule declares (tags, properties, CWE taxonomy relationships), computed once per rule object."""
+    hit = _RULE_CWES.get(id(rule))
+    if hit is not None and hit[0] is rule:
+        return hit[1]
+    rprops = rule.get("properties") or {}
+    cwes = _cwes_from(rprops.get("tags"), rprops.get("cwe"),
+                      [r.get("target", {}).get("id") for r in rule.get("relationships") or []
+                       if (r.get("target", {}).get("toolComponent") or {}).get("name", "").upper() == "CWE"])
+    if len(_RULE_CWES) > 10_000:
+        _RULE_CWES.clear()
+    _RULE_CWES[id(rule)] = (rule, cwes)
+    return cwes
 
 
 def _sarif_result(result: dict[str, Any], drv: dict[str, Any], by_id: dict[str, Any], rules: list[Any],
@@ -160,10 +194,11 @@ def _sarif_result(result: dict[str, Any], drv: dict[str, Any], by_id: dict[str, 
         end_line = region.get("endLine") or line
         snippet = _text(region.get("snippet"))
         snippet = snippet.rstrip("\n") if snippet else None
-    cwe = _cwes_from(rprops.get("tags"), rprops.get("cwe"), props.get("cwe"), props.get("tags"),
-                     [r.get("target", {}).get("id") for r in rule.get("relationships") or []
-                      if (r.get("target", {}).get("toolComponent") or {}).get("name", "").upper() == "CWE"],
-                     [t.get("id") for t in result.get("taxa") or [] if isinstance(t, dict)])
+    rule_cwes = _rule_cwes(rule)
+    extra = (props.get("cwe"), props.get("tags"), result.get("taxa"))
+    cwe = sorted(set(rule_cwes) | set(_cwes_from(props.get("cwe"), props.get("tags"),
+                                                 [t.get("id") for t in result.get("taxa") or []
+                                                  if isinstance(t, dict)]))) if any(extra) else rule_cwes
     tool = drv.get("name") or "unknown"
     return {
         "tool": tool, "tool_version": drv.get("version") or drv.get("semanticVersion"), "rule_id": str(rule_id),
