@@ -280,6 +280,9 @@ function finish(run, ev) {
     setStatus(r.outcome);
     box.className = "result " + r.outcome;
     box.textContent = `${r.outcome}${r.summary ? ": " + r.summary : ""}`;
+    if (r.patch) {  // the verified change, for review (it was applied to a sandbox copy only)
+      box.append(el("div", "critique", "Verified patch (the original folder is unchanged):"), el("pre", "patch", r.patch));
+    }
     usage(r.usage);
   }
   if (run.stream) run.stream.close();
