@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         service = ModelService(settings, production_resolver=lambda: _production_adapter(settings))
         service.on_queue_depth = app.state.metrics.queue_depth.set
         service.on_step = app.state.metrics.batch_size.observe
+        service.on_tokens = app.state.metrics.record_tokens
         app.state.models = service
         app.state.remote = RemoteProxy(settings.llm_base_url, settings.llm_api_key) if settings.llm_base_url else None
         if load_model:

@@ -110,6 +110,7 @@ class ModelService:
         self._load_task: asyncio.Task | None = None
         self.on_queue_depth: Callable[[int], None] = lambda _n: None
         self.on_step: Callable[[int], None] = lambda _rows: None
+        self.on_tokens: Callable[[str, int, int], None] = lambda _model, _prompt, _completion: None
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -177,6 +178,7 @@ class ModelService:
             return True
         try:
             check_adapter_base(info, self.base_dir)
+            _check_weights_readable(info.path)  # before peft touches the model: a bad file must not half-load
             key = f"adapter_{len(self._adapter_keys)}"  # peft keys may not contain '.' or '/'
             lock = self.engine.model_lock if self.engine else threading.Lock()
             with lock:
@@ -258,9 +260,15 @@ class ModelService:
         assert self.engine is not None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        model_id = self.public_id(adapter)
+
+        def emit(kind: str, payload: Any) -> None:
+            if kind == "done":  # counted here so abandoned streams (client gone) are counted too
+                self.on_tokens(model_id, len(prompt_ids), payload["completion_tokens"])
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
+
         req = GenRequest(prompt_ids=prompt_ids, params=params,
-                         adapter=self._adapter_keys.get(adapter) if adapter else None,
-                         emit=lambda kind, payload: loop.call_soon_threadsafe(queue.put_nowait, (kind, payload)))
+                         adapter=self._adapter_keys.get(adapter) if adapter else None, emit=emit)
         self.engine.submit(req)
         return Generation(req, queue)
 
@@ -298,6 +306,16 @@ class ModelService:
     def backend(self, model: str | None = None) -> ServiceBackend:
         """A :class:`~secops_ai.inference.backend.ChatBackend` sharing this service's batching engine."""
         return ServiceBackend(self, self.resolve(model))
+
+
+def _check_weights_readable(path: Path) -> None:
+    from safetensors import safe_open
+
+    weights = path / "adapter_model.safetensors"
+    if weights.is_file():
+        with safe_open(str(weights), framework="pt") as fh:
+            if not list(fh.keys()):
+                raise ValueError(f"{weights} holds no tensors")
 
 
 class ServiceBackend:

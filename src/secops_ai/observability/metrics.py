@@ -46,7 +46,11 @@ def install_metrics(app: FastAPI) -> Metrics:
         start = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
+        path = getattr(route, "path", None)
+        if path is None:
+            path = "unmatched"  # 404s must not create one label per probed URL
+        elif "{" not in path:
+            path = request.url.path  # the full path, prefix included (routers keep their own paths)
         metrics.requests.labels(request.method, path, str(response.status_code)).inc()
         metrics.latency.labels(path).observe(time.perf_counter() - start)
         return response

@@ -195,10 +195,9 @@ async def _respond(request: Request, body: ChatCompletionRequest | CompletionReq
                 if ev == "done":
                     state["completion_tokens"] += payload["completion_tokens"]
                 yield i, ev, payload
-        finally:
+        finally:  # a client that left frees its rows at the next decode step
             for gen in gens:
                 gen.cancel()
-            metrics.record_tokens(model_id, prompt_tokens, state["completion_tokens"])
 
     if body.stream:
         chunk_kind = f"{kind}.chunk" if kind == "chat.completion" else kind
