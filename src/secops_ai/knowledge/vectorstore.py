@@ -50,8 +50,8 @@ class VectorStore:
         *,
         exact_threshold: int = 20_000,
         M: int = 16,
-        ef_construction: int = 200,
-        ef_search: int = 64,
+        ef_construction: int = 100,
+        ef_search: int = 128,
         num_threads: int = -1,
     ) -> None:
         if dim < 1:
