@@ -83,7 +83,7 @@ def test_long_term_memory_search_provenance_and_persistence(workspace: Workspace
     again = mem.add(SNIPPETS[0][0], kind="remediation", source="other", run_id="run-2")
     assert again.id == records[0].id and again.source == "test" and len(mem) == 4  # stored once, first provenance
 
-    reopened = LongTermMemory(workspace.memory / "long_term")  # a new process would see the same memories
+    reopened = LongTermMemory.open(workspace.memory)  # a new process would see the same memories
     assert len(reopened) == 4
     assert reopened.search("shell injection subprocess", k=1)[0].record.text.startswith("Replace subprocess")
     with pytest.raises(ValueError, match=r"items\[0\]\.text"):

@@ -164,12 +164,20 @@ class LongTermMemory:
         self._lock = threading.Lock()
 
     @classmethod
+    def open(cls, memory_dir: Path, **kwargs: Any) -> LongTermMemory:
+        """The long-term memory kept under a workspace's memory folder (``$SECOPS_HOME/storage/memory``).
+
+        Opening is cheap: the embedding model loads on the first add or search.
+        """
+        return cls(Path(memory_dir) / "long_term", **kwargs)
+
+    @classmethod
     def from_settings(cls, settings: Any = None, **kwargs: Any) -> LongTermMemory:
         if settings is None:
             from secops_ai.config import get_settings
 
             settings = get_settings()
-        return cls(settings.workspace.memory / "long_term", **kwargs)
+        return cls.open(settings.workspace.memory, **kwargs)
 
     @property
     def embedder(self) -> Embedder:
