@@ -227,3 +227,32 @@ def test_jsonl_import_errors_point_into_the_source(store: DatasetStore, tmp_path
     src.write_text(json.dumps(good) + "\n")
     m = import_dataset(store, "jsonl", src, kind="chat")
     assert m.ref == "imports/mine@1" and m.record_count == 1
+
+
+def test_multi_run_sarif_keeps_each_runs_rules(store: DatasetStore, tmp_path: Path) -> None:
+    """Two real reports merged into one SARIF file with two runs (as CI aggregators do)."""
+    src = _scan_py(tmp_path)
+    (tmp_path / "vuln.c").write_text(VULN_C)
+    subprocess.run([_bin("bandit"), "-q", "-f", "sarif", "-o", "b.sarif", "vuln.py"], cwd=src, check=False)
+    ff = subprocess.run([_bin("flawfinder"), "--sarif", "vuln.c"], cwd=tmp_path, capture_output=True, text=True,
+                        check=True).stdout
+    bandit_doc, ff_doc = json.loads((tmp_path / "b.sarif").read_text()), json.loads(ff)
+    merged = tmp_path / "merged.sarif"
+    merged.write_text(json.dumps({"version": "2.1.0", "runs": ff_doc["runs"] + bandit_doc["runs"]}))
+    m = import_dataset(store, "sarif", merged, provider="scans")
+    recs = list(store.get(m.ref).iter_records())
+    tools = {r["tool"] for r in recs}
+    assert tools == {"Bandit", "Flawfinder"}
+    assert len(recs) == len(bandit_doc["runs"][0]["results"]) + len(ff_doc["runs"][0]["results"])
+    assert next(r for r in recs if r["rule_id"] == "B602")["cwe"] == [78]  # rule looked up in its own run
+    assert all(r["cwe"] for r in recs if r["tool"] == "Flawfinder")
+
+
+def test_gzipped_logs_import(store: DatasetStore, tmp_path: Path) -> None:
+    import gzip
+
+    log = tmp_path / "auth.log.1.gz"
+    with gzip.open(log, "wt") as fh:
+        fh.write(AUTH_AND_WEB_LOG)
+    m = import_dataset(store, "logs", log, pseudonymizer=Pseudonymizer("k"))
+    assert m.record_count == 6 and m.ref == "imports/auth@1"
