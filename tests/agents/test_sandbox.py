@@ -248,3 +248,11 @@ def test_commands_cannot_change_the_original(sandbox: Sandbox, original: Path) -
     assert result.ok
     assert tree_digest(original) == before
     assert (original / "pkg" / "mod.py").read_text() == "X = 1\n"
+
+
+def test_stdin_and_output_flow_together(sandbox: Sandbox) -> None:
+    # writes 200 kB before reading 500 kB of stdin: both pipes overflow unless stdin is fed concurrently
+    result = sandbox.run("head -c 200000 /dev/zero | tr '\\0' a; wc -c", stdin=b"x" * 500_000,
+                         limits=SandboxLimits(output_cap=300_000, wall_timeout=20))
+    assert result.ok and not result.timed_out
+    assert result.stdout.endswith("500000\n") and result.stdout.count("a") == 200_000

@@ -33,9 +33,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -312,14 +314,8 @@ class Sandbox:
             start_new_session=True,  # bwrap leads its own process group: one killpg reaches it
             close_fds=True,
         )
-        if stdin is not None:
-            assert proc.stdin is not None
-            try:
-                proc.stdin.write(stdin)
-            except BrokenPipeError:
-                pass
-            finally:
-                proc.stdin.close()
+        if stdin is not None:  # fed from a thread: a command that writes before it reads must not deadlock us
+            threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
         kept = {"stdout": bytearray(), "stderr": bytearray()}
         truncated = {"stdout": False, "stderr": False}
         total = 0
@@ -388,6 +384,13 @@ class Sandbox:
             duration_s=time.monotonic() - start,
             output_bytes=total,
         )
+
+
+def _feed(pipe: Any, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError):
+        pipe.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        pipe.close()
 
 
 def _uid_alive(uid: int) -> bool:

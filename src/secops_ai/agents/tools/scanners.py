@@ -65,7 +65,8 @@ def scanner_command(scanner: ScannerName, target: str) -> tuple[list[str], Sandb
 
 def scan(sandbox: Sandbox, root: Path, scanner: ScannerName, target: str = ".") -> ScanOutcome:
     """Run ``scanner`` on ``root/target`` in ``sandbox`` (``root`` mounted writable at /workspace)."""
-    argv, limits, ro = scanner_command(scanner, target)
+    # "./" keeps a target named like an option ("-o/workspace/x") from being read as one
+    argv, limits, ro = scanner_command(scanner, target if target == "." else "./" + target.lstrip("/"))
     result = sandbox.run(argv, root=root, limits=limits, ro_paths=ro)
     ok_codes = {0, 1}  # bandit and semgrep exit 1 when they found something
     if result.timed_out or result.killed:
