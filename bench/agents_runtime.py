@@ -100,15 +100,21 @@ def bench_memory(n: int, dim: int, queries: int, ef: int) -> None:
 
 def bench_embed(queries: int) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
     from secops_ai.knowledge.embeddings import embed
 
     embed(["warm up"])
-    times = []
-    for i in range(queries):
-        t = time.perf_counter()
-        embed([f"how do I fix SQL injection number {i}"])
-        times.append((time.perf_counter() - t) * 1000)
-    print(f"embedding one query (MiniLM, CPU): p50 {statistics.median(times):.1f} ms")
+    default_threads = torch.get_num_threads()
+    for threads in sorted({default_threads, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        times = []
+        for i in range(queries):
+            t = time.perf_counter()
+            embed([f"how do I fix SQL injection number {i}"])
+            times.append((time.perf_counter() - t) * 1000)
+        print(f"embedding one query (MiniLM, CPU, {threads} torch thread(s)): p50 {statistics.median(times):.1f} ms")
+    torch.set_num_threads(default_threads)
 
 
 def main() -> None:

@@ -139,7 +139,9 @@ class VectorStore:
         k = min(k, self._n)
         use_exact = (not self.uses_index) if exact is None else exact
         if use_exact:
-            scores = self.vectors @ q
+            # einsum, not BLAS gemv: a multi-threaded BLAS stalls for milliseconds on a busy CPU (measured 24 ms
+            # vs 0.3 ms at 5k vectors once another GEMM had woken its thread pool); one core is plenty here.
+            scores = np.einsum("ij,j->i", self.vectors, q)
             if where is not None:
                 keep = np.fromiter((where(m) for m in self.metadata), dtype=bool, count=self._n)
                 scores = np.where(keep, scores, -np.inf)
