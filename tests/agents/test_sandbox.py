@@ -256,3 +256,12 @@ def test_stdin_and_output_flow_together(sandbox: Sandbox) -> None:
                          limits=SandboxLimits(output_cap=300_000, wall_timeout=20))
     assert result.ok and not result.timed_out
     assert result.stdout.endswith("500000\n") and result.stdout.count("a") == 200_000
+
+
+def test_host_without_namespaces_fails_at_construction(tmp_path: Path) -> None:
+    # stands in for a bwrap that runs but may not create namespaces (an unprivileged container)
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: Creating new namespace failed: Operation not permitted' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxUnavailable, match=r"Creating new namespace failed.*--privileged"):
+        Sandbox(bwrap=str(fake))

@@ -165,6 +165,8 @@ class Sandbox:
         self.uid = 200_000 + secrets.randbelow(800_000) if self.privileged else os.geteuid()
         self.gid = self.uid if self.privileged else os.getegid()
         self._own_dirs: list[Path] = []
+        _self_test(self)
+
 
     # -- working copies ---------------------------------------------------------------------------------------
     def working_copy(self, original_dir: Path, dest: Path | None = None) -> Path:
@@ -384,6 +386,32 @@ class Sandbox:
             duration_s=time.monotonic() - start,
             output_bytes=total,
         )
+
+
+_WORKING: set[tuple[str, bool]] = set()
+_NAMESPACE_HINT = (
+    "in a container, run it with --privileged (or --cap-add SYS_ADMIN plus an unconfined seccomp/apparmor "
+    "profile); as a normal user, allow user namespaces (sysctl kernel.unprivileged_userns_clone=1, and on "
+    "Ubuntu 24.04+ kernel.apparmor_restrict_unprivileged_userns=0)"
+)
+
+
+def _self_test(sandbox: Sandbox) -> None:
+    """Run ``true`` once per process and bwrap binary, so a host that cannot create namespaces fails here,
+    with bubblewrap's own message, rather than as a mysterious exit 1 from every tool later."""
+    key = (sandbox.bwrap, sandbox.privileged)
+    if key in _WORKING:
+        return
+    with tempfile.TemporaryDirectory(prefix="secops-sandbox-check-") as tmp:
+        argv = sandbox.command(["true"], Path(tmp), SANDBOX_ROOT, SandboxLimits(wall_timeout=30))
+        try:
+            proc = subprocess.run(argv, capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from None
+    if proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip() or f"exit code {proc.returncode}"
+        raise SandboxUnavailable(f"bubblewrap cannot create a sandbox on this host: {message}; {_NAMESPACE_HINT}")
+    _WORKING.add(key)
 
 
 def _feed(pipe: Any, data: bytes) -> None:
