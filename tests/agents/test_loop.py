@@ -143,8 +143,8 @@ def test_budget_ends_the_run(tmp_path: Path, budget: Budget, why: str, note_tool
     assert result.outcome == "budget_exhausted" and result.summary == why
     assert result.usage.steps <= budget.max_steps
     assert result.usage.completion_tokens <= budget.max_tokens
-    usage = [e["payload"]["value"] for e in _events(tmp_path, "CUSTOM", "usage")]
-    assert all(u["completion_tokens"] <= budget.max_tokens for u in usage)
+    usage = [e["payload"]["snapshot"]["usage"] for e in _events(tmp_path, "STATE_SNAPSHOT")]
+    assert usage and all(u["completion_tokens"] <= budget.max_tokens for u in usage)
 
 
 def test_invalid_action_is_reported_to_the_model_not_executed(tmp_path: Path, note_tool) -> None:

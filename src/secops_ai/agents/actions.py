@@ -110,8 +110,8 @@ def plan_schema() -> dict[str, Any]:
     """JSON schema the model's plan is decoded under (strings bounded so a tiny model cannot ramble)."""
     return {
         "type": "object",
-        "properties": {"steps": {"type": "array", "minItems": 1, "maxItems": 4,
-                                 "items": {"type": "string", "minLength": 1, "maxLength": 120}}},
+        "properties": {"steps": {"type": "array", "minItems": 1, "maxItems": 3,
+                                 "items": {"type": "string", "minLength": 1, "maxLength": 80}}},
         "required": ["steps"],
     }
 
@@ -120,7 +120,7 @@ def critique_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {"score": {"type": "number", "minimum": 0, "maximum": 1},
-                       "critique": {"type": "string", "maxLength": 200},
+                       "critique": {"type": "string", "maxLength": 120},
                        "revise": {"type": "boolean"}},
         "required": ["score", "critique", "revise"],
     }
@@ -136,14 +136,14 @@ def action_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
         fn = spec.get("function", spec)
         branches.append({
             "type": "object",
-            "properties": {"thought": {"type": "string", "maxLength": 200},
+            "properties": {"thought": {"type": "string", "maxLength": 120},
                            "tool": {"type": "string", "enum": [fn["name"]]},
                            "args": fn.get("parameters") or {"type": "object", "properties": {}}},
             "required": ["thought", "tool", "args"],
         })
     branches.append({
         "type": "object",
-        "properties": {"thought": {"type": "string", "maxLength": 200},
+        "properties": {"thought": {"type": "string", "maxLength": 120},
                        "tool": {"type": "string", "enum": [FINISH]},
                        "args": {"type": "object", "properties": {"summary": {"type": "string", "maxLength": 300}},
                                 "required": ["summary"]}},

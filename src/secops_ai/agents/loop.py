@@ -197,12 +197,15 @@ class AgentLoop:
     def run(self, task: str, *, workspace: str = "") -> RunResult:
         self._t0 = time.monotonic()
         self.task = task
+        self._tools = self.registry.schemas()  # fixed for the run: one prompt, one action schema
+        self._action_schema = action_schema(self._tools)
+        self._system = self._system_prompt()
         budget = self.config.budget
         self.log.emit(EventType.RUN_STARTED, {
             "threadId": self.log.run_id, "runId": self.log.run_id, "task": task, "workspace": workspace,
             "model": getattr(self.backend, "name", "model"), "budget": budget.model_dump(),
             "tools": [{"name": t["function"]["name"], "risk": self._risk(t["function"]["name"])}
-                      for t in self.registry.schemas()],
+                      for t in self._tools],
         })
         outcome: Outcome = "budget_exhausted"
         summary = ""
@@ -257,8 +260,7 @@ class AgentLoop:
     def _act(self) -> Action | None:
         text = ""
         try:
-            text = self._ask(self._messages("Choose the next action as JSON."), action_schema(self.registry.schemas()),
-                             "act").text
+            text = self._ask(self._messages("Choose the next action as JSON."), self._action_schema, "act").text
             action = Action.model_validate_json(text)
             if not action.is_finish:
                 self.registry.get(action.tool)  # unknown tools are an invalid action
@@ -360,14 +362,17 @@ class AgentLoop:
             raise BudgetSpent(f"token budget of {budget.max_tokens} spent")
         params = GenerationParams(max_tokens=min(budget.tokens_per_call, left), temperature=self.config.temperature,
                                   seed=self.config.seed)
-        reply = complete_json(self.backend, messages, schema, params, name=purpose)
+        if time.monotonic() - self._t0 >= budget.max_seconds:
+            raise BudgetSpent(f"time budget of {budget.max_seconds:g}s spent")
+        # The caller validates the answer into its pydantic model (stricter than the schema), so no second check.
+        reply = complete_json(self.backend, messages, schema, params, name=purpose,
+                              deadline=self._t0 + budget.max_seconds, check=False)
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += min(reply.completion_tokens, params.max_tokens)
-        self._usage_event()
         return reply
 
-    def _messages(self, instruction: str) -> list[Message]:
-        tools = self.registry.schemas()
+    def _system_prompt(self) -> str:
+        tools = self._tools
         lines = []
         for t in tools:
             fn = t["function"]
@@ -376,12 +381,14 @@ class AgentLoop:
                          f"{fn.get('description', '').splitlines()[0] if fn.get('description') else ''}")
         example = tools[0]["function"] if tools else {"name": FINISH}
         example_args = {k: "..." for k in list((example.get("parameters") or {}).get("properties", {}))[:2]}
-        system = SYSTEM_PROMPT.format(tools="\n".join(lines), example_tool=example["name"],
-                                      example_args=json.dumps(example_args))
+        return SYSTEM_PROMPT.format(tools="\n".join(lines), example_tool=example["name"],
+                                    example_args=json.dumps(example_args))
+
+    def _messages(self, instruction: str) -> list[Message]:
         user = f"Task: {self.task}"
         if self.plan is not None:
             user += "\nPlan:\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(self.plan.steps, 1))
-        return [{"role": "system", "content": system}, {"role": "user", "content": user},
+        return [{"role": "system", "content": self._system}, {"role": "user", "content": user},
                 *self._scratchpad(), {"role": "user", "content": instruction}]
 
     def _scratchpad(self) -> list[Message]:

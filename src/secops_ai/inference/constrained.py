@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -49,20 +50,33 @@ def chat_json(backend: ChatBackend | Any, messages: list[Message], schema: dict[
 
 
 def complete_json(backend: ChatBackend | Any, messages: list[Message], schema: dict[str, Any],
-                  params: GenerationParams | None = None, *, name: str = "respond") -> JsonReply:
-    """Like :func:`chat_json`, with token counts. ``name`` is the function name a remote model is asked to call."""
+                  params: GenerationParams | None = None, *, name: str = "respond",
+                  deadline: float | None = None, check: bool = True) -> JsonReply:
+    """Like :func:`chat_json`, with token counts.
+
+    ``name`` is the function a remote model is asked to call. ``deadline`` (``time.monotonic()``) stops local
+    decoding early; the answer is then closed under the schema like a truncated one. ``check=False`` skips
+    the schema check of answers that were not decoded under the constraint, for callers that validate them
+    with stricter pydantic models anyway (the agent loop); locally decoded answers are valid by construction.
+    """
     params = params or GenerationParams()
     if hasattr(backend, "chat_json"):  # scripted / custom backends decide themselves
         text = backend.chat_json(messages, schema, params)
         reply = JsonReply(text, estimate_tokens(backend, _joined(messages)), estimate_tokens(backend, text))
     elif hasattr(backend, "model") and hasattr(backend, "tokenizer"):
-        reply = _local_json(backend, messages, schema, params)
+        reply = _local_json(backend, messages, schema, params, deadline)
     elif hasattr(backend, "_client"):
         reply = _remote_json(backend, messages, schema, params, name)
     else:  # any other ChatBackend: ask for JSON and check it
         text = backend.chat([messages], params)[0]
         reply = JsonReply(_extract_json(text), estimate_tokens(backend, _joined(messages)),
                           estimate_tokens(backend, text))
+    if not check:
+        try:
+            json.loads(reply.text)
+        except json.JSONDecodeError as exc:
+            raise ConstrainedDecodingError(f"not JSON: {exc.msg} at char {exc.pos}", reply.text) from None
+        return reply
     try:
         validate_json(reply.text, schema)
     except ConstrainedDecodingError as exc:
@@ -157,10 +171,11 @@ def tokenizer_data(tokenizer: Any) -> Any:
         return data
 
 
-def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], params: GenerationParams) -> JsonReply:
+def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], params: GenerationParams,
+                deadline: float | None = None) -> JsonReply:
     import torch
     from lmformatenforcer import TokenEnforcer
-    from transformers import LogitsProcessor, LogitsProcessorList
+    from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
     from secops_ai.inference.backend import apply_chat_template
 
@@ -179,7 +194,13 @@ def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], p
             mask[:, allowed] = 0
             return scores + mask
 
+    class _Deadline(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: Any) -> torch.BoolTensor:
+            late = deadline is not None and time.monotonic() >= deadline
+            return torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device)
+
     kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "logits_processor": LogitsProcessorList([_Mask()]),
+                              "stopping_criteria": StoppingCriteriaList([_Deadline()]),
                               "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
     if params.temperature > 0:
         kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
