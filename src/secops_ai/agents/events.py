@@ -49,6 +49,7 @@ APPROVAL_REQUESTED = "approval_requested"
 APPROVAL_DECIDED = "approval_decided"
 ACTION_INVALID = "action_invalid"
 USAGE = "usage"
+MEMORY_SAVED = "memory_saved"
 
 
 class Event(BaseModel):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -45,12 +46,16 @@ from secops_ai.agents.events import (
     APPROVAL_DECIDED,
     APPROVAL_REQUESTED,
     CRITIQUE,
+    MEMORY_SAVED,
     PLAN,
     EventLog,
     EventType,
 )
+from secops_ai.agents.memory import ShortTermMemory
 from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.constrained import ConstrainedDecodingError, JsonReply, complete_json
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["succeeded", "failed", "budget_exhausted", "cancelled"]
 ApprovalPolicy = Literal["ask", "deny", "allow"]
@@ -188,7 +193,8 @@ class AgentLoop:
         self.critique_cache = critique_cache
         self.usage = Usage()
         self.observations: list[Observation] = []
-        self.history: list[Message] = []  # the scratchpad: actions and observations, in order
+        # The scratchpad: actions, observations, critiques; truncated deterministically (same history, same context).
+        self.memory = ShortTermMemory(self.config.history_chars, pinned=0)
         self.plan: Plan | None = None
         self._seen: dict[str, Observation] = {}
         self._t0 = 0.0
@@ -236,9 +242,23 @@ class AgentLoop:
         result = RunResult(outcome=outcome, summary=summary, usage=self.usage,
                            success=self.config.success_check(self.observations),
                            observations=len(self.observations), patch=verified_patch(self.observations))
+        if result.patch:
+            self._remember(result.patch)
         self.log.emit(EventType.RUN_FINISHED, {"threadId": self.log.run_id, "runId": self.log.run_id,
                                                "result": result.model_dump()})
         return result
+
+    def _remember(self, patch: str) -> None:
+        """Keep a verified fix in long-term memory (with provenance) so later runs can find it."""
+        memory = getattr(self.ctx, "memory", None)
+        if memory is None:
+            return
+        try:
+            record = memory.add(f"Task: {self.task}\nVerified patch:\n{patch}", kind="remediation",
+                                source="agent_run", run_id=self.log.run_id)
+            self.log.custom(MEMORY_SAVED, {"id": record.id, "kind": "remediation"})
+        except Exception as exc:  # memory is a help, never a reason to fail a finished run
+            log.warning("could not save the remediation of run %s to memory: %s", self.log.run_id, exc)
 
     def _step(self, name: str, body: Callable[[], Any]) -> Any:
         self._check_cancel()
@@ -272,17 +292,17 @@ class AgentLoop:
             text = getattr(exc, "text", "") or text
             error = self._explain(text, exc)
             self.log.custom(ACTION_INVALID, {"text": text, "error": error[:2000]})
-            self.history.append({"role": "user", "content": f"Your last answer was invalid: {error[:500]}"})
+            self.memory.add("invalid answer", error[:500])
             return None
         if action.thought:
             self._say(action.thought)
         if action.is_finish:
-            self.history.append({"role": "assistant", "content": action.model_dump_json()})
+            self.memory.add("action", action.model_dump_json())
             return action
         observation = self._execute(action)
         self.observations.append(observation)
-        self.history.append({"role": "assistant", "content": action.model_dump_json()})
-        self.history.append({"role": "user", "content": self._quote(observation)})
+        self.memory.add("action", action.model_dump_json())
+        self.memory.add("observation", self._quote(observation))
         if self.config.reflect and not self.config.success_check(self.observations) and self._budget_left() is None:
             self._reflect(action, observation)
         return action
@@ -348,8 +368,7 @@ class AgentLoop:
                 self.critique_cache.put(cache_key, critique.model_dump())
         self.log.custom(CRITIQUE, {**critique.model_dump(), "toolCallId": obs.tool_call_id,
                                    "cached": cached is not None})
-        self.history.append({"role": "user", "content": f"Self-critique (score {critique.score:.2f}): "
-                                                        f"{critique.critique}"})
+        self.memory.add("critique", f"score {critique.score:.2f}: {critique.critique}")
         if critique.revise and self._budget_left() is None:
             self._make_plan()  # revise: a new plan that sees everything so far
 
@@ -392,16 +411,9 @@ class AgentLoop:
                 *self._scratchpad(), {"role": "user", "content": instruction}]
 
     def _scratchpad(self) -> list[Message]:
-        """The most recent history that fits ``history_chars`` (deterministic: same history, same context)."""
-        kept: list[Message] = []
-        used = 0
-        for message in reversed(self.history):
-            used += len(message["content"])
-            if used > self.config.history_chars:
-                kept.append({"role": "user", "content": "[earlier steps omitted]"})
-                break
-            kept.append(message)
-        return kept[::-1]
+        if not len(self.memory):
+            return []
+        return [{"role": "user", "content": "What happened so far (oldest first):\n" + self.memory.render()}]
 
     def _quote(self, obs: Observation) -> str:
         status = "refused" if obs.refused else ("ok" if obs.ok else f"error: {obs.error}")

@@ -248,7 +248,7 @@ def _long_term_memory(settings: Settings) -> Any:
     try:
         from secops_ai.agents.memory import LongTermMemory
 
-        return LongTermMemory.open(settings.workspace.memory) if hasattr(LongTermMemory, "open") else None
+        return LongTermMemory.open(settings.workspace.memory)
     except Exception as exc:
         log.info("long-term memory unavailable: %s", exc)
         return None
@@ -258,7 +258,7 @@ def _critique_cache(settings: Settings) -> Any:
     try:
         from secops_ai.agents.memory import CritiqueCache
 
-        return CritiqueCache(settings.workspace.memory / "critiques")
+        return CritiqueCache.from_settings(settings)
     except Exception as exc:
         log.info("critique cache unavailable: %s", exc)
         return None
