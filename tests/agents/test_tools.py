@@ -297,3 +297,10 @@ def test_diff_paths_strip_level() -> None:
     assert diff_paths(FIX_SHELL.replace("a/app.py", "app.py").replace("b/app.py", "app.py")) == (["app.py"], 0)
     with pytest.raises(PatchError, match="relative"):
         diff_paths("--- /etc/passwd\n+++ /etc/passwd\n@@ -1 +1 @@\n-a\n+b\n")
+
+
+def test_missing_scanner_says_how_to_install(registry: ToolRegistry, ctx: ToolContext,
+                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # flawfinder (a Debian package) is not on this PATH
+    result = registry.execute("run_scanner", {"scanner": "flawfinder"}, ctx)
+    assert not result.ok and result.error == "flawfinder is not installed: apt-get install -y flawfinder"

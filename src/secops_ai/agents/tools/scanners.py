@@ -7,6 +7,7 @@ rules shipped in ``tools/rules/`` (never the registry) with version checks and m
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,22 @@ class ScanOutcome:
     result: SandboxResult
 
 
+_INSTALL = {
+    "bandit": "pip install 'bandit[sarif]' in the project's venv",
+    "semgrep": "semgrep lives in its own venv, symlinked as .venv/bin/semgrep: run `make setup`",
+    "flawfinder": "apt-get install -y flawfinder",
+}
+
+
 def _bin(name: str) -> str:
     """The scanner executable: the project's venv first (bandit, semgrep), then the system (flawfinder)."""
     venv = Path(sys.prefix) / "bin" / name
-    return str(venv) if venv.exists() else name
+    if venv.exists():
+        return str(venv.resolve() if name == "semgrep" else venv)
+    found = shutil.which(name)
+    if found is None:
+        raise ScanError(f"{name} is not installed: {_INSTALL.get(name, 'install it')}")
+    return found
 
 
 def scanner_command(scanner: ScannerName, target: str) -> tuple[list[str], SandboxLimits, list[Path]]:
