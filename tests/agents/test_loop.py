@@ -168,3 +168,32 @@ def test_observation_model_round_trips_through_events(tmp_path: Path, note_tool)
     obs = Observation(tool_call_id=payload["toolCallId"], tool="note", ok=payload["ok"], output=payload["content"],
                       data=payload["data"], idempotency_key=payload["idempotencyKey"])
     assert obs == loop.observations[0].model_copy(update={"duration_ms": 0.0})
+
+
+def test_rerun_reuses_cached_critiques_and_remembers_the_verified_fix(tmp_path: Path, note_tool) -> None:
+    from secops_ai.agents.memory import CritiqueCache, LongTermMemory
+    from secops_ai.agents.tools.base import ToolResult
+
+    class Fix(type(note_tool())):
+        def run(self, args, ctx):
+            return ToolResult.success("fixed", {"verified": True, "patch": f"--- a/x\n+++ b/x\n@@ {args.text} @@\n"})
+
+    cache = CritiqueCache(tmp_path / "critiques.jsonl")
+    memory = LongTermMemory.open(tmp_path / "memory")
+    critiques = []
+    for attempt in range(2):
+        actions = [{"tool": "note", "args": {"text": "look"}}, {"tool": "fix", "args": {"text": "eval"}}]
+        backend = ScriptedBackend(actions, critiques=[{"score": 0.25 + attempt / 2, "critique": f"attempt {attempt}"}])
+        registry = ToolRegistry([note_tool(), Fix("fix", "low")])
+        log = EventLog(f"r{attempt}", TrajectoryWriter(tmp_path / f"r{attempt}.jsonl"))
+        ctx = ToolContext(run_id=f"r{attempt}", workspace=tmp_path, original=tmp_path, sandbox=None, memory=memory)
+        loop = AgentLoop(backend, registry, ctx, log, AgentConfig(), critique_cache=cache)
+        assert loop.run("fix eval").outcome == "succeeded"
+        events = read_events(tmp_path / f"r{attempt}.jsonl")
+        critiques += [e["payload"]["value"] for e in events
+                      if e["type"] == "CUSTOM" and e["payload"]["name"] == "critique"]
+    # Same model, same history ⇒ the second run reuses the first critique instead of asking again.
+    assert [(c["critique"], c["cached"]) for c in critiques] == [("attempt 0", False), ("attempt 0", True)]
+    assert len(cache) == 1 and CritiqueCache(tmp_path / "critiques.jsonl").get(next(iter(cache._data)))
+    hits = LongTermMemory.open(tmp_path / "memory").search("verified patch for eval", k=3, kind="remediation")
+    assert len(hits) == 1 and hits[0].record.run_id == "r0" and "@@ eval @@" in hits[0].record.text

@@ -1,0 +1,47 @@
+"""`secops-ai agent run / replay / list` on a real repo with a scripted playbook."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from secops_ai.agents.trajectory import read_events
+from secops_ai.cli.main import app
+
+
+def test_agent_run_fixes_the_repo_and_replay_shows_the_same_run(workspace, vulnerable_repo: Path, fix_playbook,
+                                                                tmp_path: Path) -> None:
+    playbook = fix_playbook()
+    playbook["actions"].insert(1, {"tool": "run_command", "args": {"command": "rm -rf /workspace"}})
+    script = tmp_path / "playbook.json"
+    script.write_text(json.dumps(playbook))
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+
+    out = runner.invoke(app, ["agent", "run", "fix the bandit findings", "--workspace", str(vulnerable_repo),
+                              "--script", str(script), "--max-steps", "4"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "high-risk actions will be refused" in out.output  # no terminal to ask: refuse, never allow
+    assert "refused" in out.output and "succeeded" in out.output and "literal_eval" in out.output
+    assert (vulnerable_repo / "app.py").exists()  # the refused rm never ran (and only a copy was ever used)
+
+    runs = list(workspace.agent_runs.glob("*.jsonl"))
+    assert len(runs) == 1
+    events = read_events(runs[0])
+    assert events[-1]["payload"]["result"]["outcome"] == "succeeded"
+    replay = runner.invoke(app, ["agent", "replay", runs[0].stem, "--json"], env=env)
+    assert [json.loads(line) for line in replay.output.splitlines()] == events
+    listed = runner.invoke(app, ["agent", "list"], env=env)
+    assert runs[0].stem in listed.output and "succeeded" in listed.output
+
+
+def test_agent_run_reports_bad_input_by_name(workspace, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"actions": [}')
+    out = CliRunner().invoke(app, ["agent", "run", "x", "--workspace", str(tmp_path), "--script", str(bad)],
+                             env={"COLUMNS": "300"})
+    assert out.exit_code == 2 and "bad.json: line 1" in out.output
+    missing = CliRunner().invoke(app, ["agent", "replay", "run-missing"], env={"COLUMNS": "300"})
+    assert missing.exit_code == 2 and "no trajectory" in missing.output
