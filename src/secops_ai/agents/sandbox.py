@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 SANDBOX_ROOT = "/workspace"
-INSTALL_HINT = "install it with `apt-get install -y bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
+INSTALL_HINT = "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
 
 # /etc entries programs commonly need; the rest of /etc (shadow, ssh keys, machine config) stays out of view.
 _ETC_ENTRIES = (
