@@ -90,7 +90,8 @@ def load_gate(spec: str | Path | None = None) -> tuple[GateConfig, Path]:
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
-        raise GateConfigError(f"{path}: {field}: {err['msg']}") from exc
+        msg = err["msg"].removeprefix("Value error, ")
+        raise GateConfigError(f"{path}: {field}: {msg}" if field else f"{path}: {msg}") from exc
 
 
 class GateFailure(BaseModel):

@@ -194,6 +194,8 @@ class Registry:
         if not gate_ok:
             why = ("no evaluation gate result is recorded for it" if gate is None
                    else f"its latest evaluation gate failed ({gate['ts']})")
+            if gate is not None and (gate.get("summary") or {}).get("message"):
+                why += f": {gate['summary']['message']}"  # evals' verdict: which suite failed and by how much
             if not force:
                 raise PromotionRefused(
                     f"promotion of {name} refused: {why}. Run `secops-ai eval gate {name}` and promote once it "
