@@ -10,6 +10,7 @@ events and the fsynced trajectory. The baseline, measured in the same run, is th
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -41,7 +42,7 @@ class Count(Tool):
         return ToolResult.success(str(args.n), {"n": args.n})
 
 
-def run_loop(steps: int, folder: Path, *, reflect: bool, fsync: bool) -> float:
+def run_loop(steps: int, folder: Path, *, reflect: bool, fsync: str) -> float:
     registry = ToolRegistry([Count()])
     backend = ScriptedBackend([{"thought": "count", "tool": "count", "args": {"n": i}} for i in range(steps)])
     writer = TrajectoryWriter(folder / f"run-{time.monotonic_ns()}.jsonl", fsync=fsync)
@@ -71,16 +72,24 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="Where trajectories go (default: a temp folder).")
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="bench-agent-"))
-    run_loop(5, folder, reflect=True, fsync=True)  # warm-up: imports, schema parser construction
+    run_loop(5, folder, reflect=True, fsync="event")  # warm-up: imports, prompt and schema construction
+    probe = folder / "fsync-probe"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    start = time.perf_counter()
+    for _ in range(50):
+        os.write(fd, b"x" * 300 + b"\n")
+        os.fsync(fd)
+    os.close(fd)
+    print(f"one fsync on {folder}: {(time.perf_counter() - start) / 50 * 1000:.2f} ms")
 
     base = statistics.median(run_baseline(args.steps) for _ in range(args.repeats))
     print(f"baseline (tool called directly): {base / args.steps * 1000:.3f} ms/step")
     for reflect in (False, True):
-        for fsync in (False, True):
+        for fsync in ("off", "step", "event"):
             total = statistics.median(run_loop(args.steps, folder, reflect=reflect, fsync=fsync)
                                       for _ in range(args.repeats))
             overhead_ms = (total - base) / args.steps * 1000
-            print(f"loop reflect={reflect!s:5} fsync={fsync!s:5}: {total / args.steps * 1000:7.3f} ms/step, "
+            print(f"loop reflect={reflect!s:5} fsync={fsync:5}: {total / args.steps * 1000:7.3f} ms/step, "
                   f"overhead {overhead_ms:7.3f} ms/step = {overhead_ms / TARGET_MS:.2f}x the {TARGET_MS:g} ms target, "
                   f"{total / base:,.0f}x the baseline")
 

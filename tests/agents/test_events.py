@@ -162,3 +162,14 @@ def test_jsonl_sse_and_websocket_carry_the_same_events_in_the_same_order(agent_c
     assert resumed == file_events[6:]
     bad = agent_client.get(f"/agents/runs/{run_id}/events", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "Last-Event-ID"
+
+
+@pytest.mark.parametrize("policy", ["event", "step", "off"])
+def test_every_event_reaches_the_file_at_once_whatever_the_fsync_policy(tmp_path: Path, policy: str) -> None:
+    path = tmp_path / f"{policy}.jsonl"
+    log = EventLog(policy, TrajectoryWriter(path, fsync=policy))
+    log.emit(EventType.STEP_STARTED, {"stepName": "act-1"})  # not a sync point under "step"
+    assert [e["payload"] for e in read_events(path)] == [{"stepName": "act-1"}]  # readable before close
+    log.close()
+    with pytest.raises(ValueError, match="fsync must be"):
+        TrajectoryWriter(tmp_path / "x.jsonl", fsync="sometimes")

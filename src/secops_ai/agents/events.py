@@ -41,6 +41,8 @@ class EventType(StrEnum):
 
 
 TERMINAL = frozenset({EventType.RUN_FINISHED, EventType.RUN_ERROR})
+# Where a trajectory written with fsync="step" forces the disk: step ends, the run's ends, approvals.
+_SYNC_POINTS = frozenset({EventType.RUN_STARTED, EventType.STEP_FINISHED, *TERMINAL})
 
 # Names of CUSTOM events (payload {"name": ..., "value": ...}).
 PLAN = "plan"
@@ -50,6 +52,7 @@ APPROVAL_DECIDED = "approval_decided"
 ACTION_INVALID = "action_invalid"
 USAGE = "usage"
 MEMORY_SAVED = "memory_saved"
+_SYNC_CUSTOM = frozenset({APPROVAL_REQUESTED, APPROVAL_DECIDED})
 
 
 class Event(BaseModel):
@@ -112,8 +115,9 @@ class EventLog:
     def emit(self, type: EventType, payload: dict[str, Any] | None = None) -> Event:
         with self._lock:
             event = Event(run_id=self.run_id, seq=self._seq, ts=time.time(), type=type, payload=payload or {})
-            if self.writer is not None:
-                self.writer.append(event.line())  # durable before anyone is told
+            if self.writer is not None:  # on disk before anyone is told
+                self.writer.append(event.line(), sync=type in _SYNC_POINTS or (
+                    type == EventType.CUSTOM and (payload or {}).get("name") in _SYNC_CUSTOM))
             self._seq += 1
             self.events.append(event)
             for sub in self._subs:

@@ -100,8 +100,9 @@ class RunManager:
 
     def __init__(self, settings: Settings, *, backend_factory: BackendFactory | None = None,
                  registry_factory: Callable[[], Any] | None = None, max_concurrent: int = 2,
-                 sandbox_factory: Callable[[], Any] | None = None) -> None:
+                 sandbox_factory: Callable[[], Any] | None = None, fsync: str = "event") -> None:
         self.settings = settings
+        self.fsync = fsync  # trajectory durability: "event" (every event on disk), "step" or "off"
         self.runs_dir = settings.workspace.agent_runs
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._backend_factory = backend_factory
@@ -120,7 +121,7 @@ class RunManager:
         if request.model == SCRIPTED and request.script is None:
             raise ValueError("script: a 'scripted' run needs a playbook (plan, actions)")
         run_id = f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        writer = TrajectoryWriter(trajectory_path(self.runs_dir, run_id))
+        writer = TrajectoryWriter(trajectory_path(self.runs_dir, run_id), fsync=self.fsync)
         handle = RunHandle(run_id, request, EventLog(run_id, writer),
                            gate or ApprovalGate(request.approval, timeout=request.approval_timeout_s))
         with self._lock:

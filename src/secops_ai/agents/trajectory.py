@@ -23,23 +23,32 @@ class TrajectoryError(ValueError):
 
 
 class TrajectoryWriter:
-    """Append lines to one trajectory file; refuses to reuse an existing file (runs never overwrite)."""
+    """Append lines to one trajectory file; refuses to reuse an existing file (runs never overwrite).
 
-    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+    Every line reaches the kernel with one ``write`` before :meth:`append` returns, so a killed process loses
+    nothing. ``fsync`` decides when the disk is forced too (what survives a power cut): ``True``/``"event"``
+    after every line, ``"step"`` only when :meth:`append` is called with ``sync=True`` (the event log does so at
+    step boundaries, approvals and the end of a run), ``False``/``"off"`` never.
+    """
+
+    def __init__(self, path: Path, *, fsync: bool | str = True) -> None:
         self.path = path
-        self.fsync = fsync
+        policy = {True: "event", False: "off"}.get(fsync, fsync) if isinstance(fsync, bool) else fsync
+        if policy not in ("event", "step", "off"):
+            raise ValueError(f"fsync must be 'event', 'step' or 'off', not {fsync!r}")
+        self.fsync = policy
         path.parent.mkdir(parents=True, exist_ok=True)
         # O_EXCL: a run id names one file forever.
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
 
-    def append(self, line: str) -> None:
+    def append(self, line: str, *, sync: bool = True) -> None:
         if "\n" in line:
             raise ValueError("a trajectory line may not contain a newline")
         data = (line + "\n").encode("utf-8")
         written = os.write(self._fd, data)
         while written < len(data):  # os.write may be partial on some filesystems
             written += os.write(self._fd, data[written:])
-        if self.fsync:
+        if self.fsync == "event" or (self.fsync == "step" and sync):
             os.fsync(self._fd)
 
     def close(self) -> None:
