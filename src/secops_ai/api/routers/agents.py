@@ -45,7 +45,10 @@ def _backend_factory(app: Any):
 
     def factory(model: str | None) -> Any:
         service = getattr(app.state, "models", None)
-        if service is not None and hasattr(service, "backend") and getattr(service, "model", None) is not None:
+        served = getattr(service, "model", None) if service is not None and hasattr(service, "backend") else None
+        # Constrained decoding calls generate() on the model itself, beside the service's engine: safe for a
+        # plain model, not for a peft model whose active adapter the engine switches per batch.
+        if served is not None and not hasattr(served, "peft_config"):
             return service.backend(model)
         with lock:  # no served model (e.g. load_model=False): load once per name and keep it
             if model not in cache:
