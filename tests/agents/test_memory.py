@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,24 @@ def test_long_term_memory_search_provenance_and_persistence(workspace: Workspace
     assert reopened.search("shell injection subprocess", k=1)[0].record.text.startswith("Replace subprocess")
     with pytest.raises(ValueError, match=r"items\[0\]\.text"):
         reopened.add("   ", kind="note", source="x")
+
+
+def test_two_writers_share_one_memory(workspace: Workspace) -> None:
+    server, cli = LongTermMemory.open(workspace.memory), LongTermMemory.open(workspace.memory)
+    server.add(SNIPPETS[0][0], kind="remediation", source="server")
+    cli.add(SNIPPETS[1][0], kind="remediation", source="cli")  # reloads the server's snapshot first
+    assert len(server) == 2 and server.search("shell injection", k=1)[0].record.source == "cli"
+
+    def write(mem: LongTermMemory, who: str) -> None:
+        for i in range(6):
+            mem.add(f"{who} note {i}: rotate the leaked key", kind="note", source=who)
+
+    threads = [threading.Thread(target=write, args=(m, w)) for m, w in ((server, "server"), (cli, "cli"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(LongTermMemory.open(workspace.memory)) == 14  # no writer overwrote the other's snapshot
 
 
 def test_search_memory_tool(workspace: Workspace, tmp_path: Path) -> None:

@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from secops_ai.knowledge.vectorstore import VectorStore
+from secops_ai.knowledge.vectorstore import VectorStore, current_snapshot
 
 MemoryKind = Literal["remediation", "action", "note"]
 Embedder = Callable[[list[str]], np.ndarray]
@@ -151,17 +153,40 @@ class LongTermMemory:
 
     The same (kind, text) is stored once: adding it again returns the first record (with its provenance).
     Every add is saved as a new atomic snapshot, so a crash never loses or half-writes earlier memories.
-    Writers in one process are serialised; separate processes should not write one folder at once.
+    Writers are serialised (a thread lock, and an ``flock`` across processes), and each reader and writer
+    first reloads a snapshot another process saved, so a server and a CLI can share one memory.
     """
 
     def __init__(self, path: Path, *, embedder: Embedder | None = None, dim: int = EMBEDDING_DIM,
                  exact_threshold: int = 20_000) -> None:
         self.path = Path(path)
         self._embed = embedder
-        self.store = VectorStore.open(self.path, dim, exact_threshold=exact_threshold)
-        if self.store.dim != dim:
-            raise ValueError(f"{self.path}: stored vectors have {self.store.dim} dimensions, embedder gives {dim}")
+        self._dim, self._exact_threshold = dim, exact_threshold
         self._lock = threading.Lock()
+        self._snapshot: str | None = None
+        self.store = VectorStore(dim, exact_threshold=exact_threshold)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Reload when another writer (a CLI next to the server) saved a newer snapshot."""
+        current = current_snapshot(self.path)
+        if current is None or current == self._snapshot:
+            return
+        store = VectorStore.load(self.path, exact_threshold=self._exact_threshold)
+        if store.dim != self._dim:
+            raise ValueError(f"{self.path}: stored vectors have {store.dim} dimensions, the embedder gives {self._dim}")
+        self.store, self._snapshot = store, current
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time: a thread lock in this process, an flock across processes."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with self._lock, (self.path / ".lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @classmethod
     def open(cls, memory_dir: Path, **kwargs: Any) -> LongTermMemory:
@@ -186,7 +211,9 @@ class LongTermMemory:
         return self._embed
 
     def __len__(self) -> int:
-        return len(self.store)
+        with self._lock:
+            self._refresh()
+            return len(self.store)
 
     def add(self, text: str, *, kind: MemoryKind, source: str, run_id: str | None = None,
             metadata: dict[str, Any] | None = None, ts: float | None = None) -> MemoryRecord:
@@ -204,7 +231,8 @@ class LongTermMemory:
                 id=content_hash(item["kind"], text)[:32], text=text, kind=item["kind"], source=item["source"],
                 run_id=item.get("run_id"), ts=item.get("ts") or time.time(), metadata=item.get("metadata") or {},
             ))
-        with self._lock:
+        with self._writing():
+            self._refresh()
             out, new = [], []
             for rec in records:
                 existing = self.store.get(rec.id)
@@ -217,17 +245,24 @@ class LongTermMemory:
                     out.append(next(r for r in new if r.id == rec.id))
             if new:
                 vectors = self.embedder([r.text for r in new])
-                self.store.add([r.id for r in new], vectors, [r.model_dump() for r in new])
-                self.store.save(self.path)
+                try:
+                    self.store.add([r.id for r in new], vectors, [r.model_dump() for r in new])
+                    self._snapshot = self.store.save(self.path).name
+                except BaseException:
+                    self._snapshot = None  # drop the unsaved additions: reload what is on disk
+                    self.store = VectorStore(self._dim, exact_threshold=self._exact_threshold)
+                    self._refresh()
+                    raise
         return out
 
     def search(self, query: str, k: int = 5, *, kind: MemoryKind | None = None,
                min_score: float | None = None) -> list[MemoryHit]:
-        if not query.strip() or len(self.store) == 0:
+        if not query.strip() or len(self) == 0:
             return []
         vector = self.embedder([query])[0]
         where = (lambda m: m.get("kind") == kind) if kind else None
-        hits = self.store.search(vector, k, where=where)
+        with self._lock:
+            hits = self.store.search(vector, k, where=where)
         return [MemoryHit(record=MemoryRecord.model_validate(h.metadata), score=h.score)
                 for h in hits if min_score is None or h.score >= min_score]
 

@@ -183,7 +183,7 @@ class VectorStore:
         """Write a new snapshot under ``path`` and make it current; older snapshots are then removed."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        current = _read_current(path)
+        current = current_snapshot(path)
         number = int(current.split("-")[1]) + 1 if current else 1
         name = f"snap-{number:06d}"
         with atomic_dir(path / name) as tmp:
@@ -207,7 +207,7 @@ class VectorStore:
     def load(cls, path: Path, **overrides: Any) -> VectorStore:
         """Open the current snapshot under ``path`` (:class:`VectorStoreError` when there is none or it is bad)."""
         path = Path(path)
-        current = _read_current(path)
+        current = current_snapshot(path)
         if current is None:
             raise VectorStoreError(f"{path}: no vector store here (missing CURRENT)")
         snap = path / current
@@ -245,10 +245,11 @@ class VectorStore:
     @classmethod
     def open(cls, path: Path, dim: int, **kwargs: Any) -> VectorStore:
         """Load the store under ``path`` if one exists, else a new empty one (saved on the first ``save``)."""
-        return cls.load(path) if _read_current(Path(path)) else cls(dim, **kwargs)
+        return cls.load(path) if current_snapshot(Path(path)) else cls(dim, **kwargs)
 
 
-def _read_current(path: Path) -> str | None:
+def current_snapshot(path: Path) -> str | None:
+    """Name of the live snapshot under ``path`` (``snap-000007``), or ``None`` when there is no store."""
     try:
         name = (path / "CURRENT").read_text().strip()
     except FileNotFoundError:
