@@ -183,3 +183,28 @@ def _histogram(text: str, name: str) -> dict[str, float]:
         if line.startswith(f'{name}_bucket{{le="1.0"}}'):
             values["le_1"] = float(line.rsplit(" ", 1)[1])
     return values
+
+
+def test_completion_logprobs_score_the_prompt_like_lm_eval(client: OpenAI, tiny_llama_dir) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompt = "Failed password for root from"
+    scored = client.completions.create(model=tiny_llama_dir.name, prompt=prompt, max_tokens=0, echo=True,
+                                       logprobs=1)
+    lp = scored.choices[0].logprobs
+    assert scored.choices[0].text == prompt
+    assert lp.token_logprobs[0] is None and len(lp.tokens) == len(lp.token_logprobs) == len(lp.text_offset)
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    ids = tok(prompt, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        expected = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])[:, 0]
+    assert lp.token_logprobs[1:] == pytest.approx(expected.tolist(), abs=1e-3)
+
+    greedy = client.completions.create(model=tiny_llama_dir.name, prompt=prompt, max_tokens=3, temperature=0,
+                                       logprobs=2)
+    glp = greedy.choices[0].logprobs
+    for token, top in zip(glp.tokens, glp.top_logprobs, strict=True):
+        assert max(top, key=top.get) == token  # greedy picks the most likely token each step

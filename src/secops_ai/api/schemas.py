@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Request(BaseModel):
@@ -104,8 +104,17 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str]
-    max_tokens: int = Field(default=16, ge=1)
+    max_tokens: int = Field(default=16, ge=0, description="0 with echo scores the prompt without generating.")
     echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _scoring_rules(self) -> CompletionRequest:
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens=0 needs echo=true (it only scores the prompt)")
+        if self.logprobs is not None and self.stream:
+            raise ValueError("logprobs are not available with stream=true on this server")
+        return self
 
     @property
     def prompts(self) -> list[str]:

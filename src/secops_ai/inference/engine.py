@@ -260,7 +260,8 @@ class BatchEngine:
             req.emit("delta", text[row.emitted:end])
             row.emitted = end
         if row.finish is not None:
-            req.emit("done", {"finish_reason": row.finish, "completion_tokens": len(row.tokens)})
+            req.emit("done", {"finish_reason": row.finish, "completion_tokens": len(row.tokens),
+                              "token_ids": list(row.tokens)})
             return True
         return False
 

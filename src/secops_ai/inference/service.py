@@ -302,6 +302,29 @@ class ModelService:
         return Completion("".join(parts), info.get("finish_reason", "stop"), len(prompt_ids),
                           info.get("completion_tokens", 0))
 
+    def score(self, token_ids: list[int], adapter: str | None, top_k: int = 0
+              ) -> list[tuple[float | None, dict[str, float]]]:
+        """Log-probability of each token given the ones before it (teacher forcing), plus the top ``top_k``
+        alternatives: what ``/v1/completions`` returns as ``logprobs`` (lm-eval-harness' loglikelihood)."""
+        import torch
+
+        self.check_ready()
+        assert self.engine is not None
+        key = self._adapter_keys.get(adapter) if adapter else None
+        with self.engine.model_lock, self.engine._adapter_ctx(key), torch.inference_mode():
+            ids = torch.tensor([token_ids], device=self.model.device)
+            logits = self.model(input_ids=ids).logits[0].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        out: list[tuple[float | None, dict[str, float]]] = [(None, {})]
+        for pos in range(1, len(token_ids)):
+            row = logp[pos - 1]
+            top: dict[str, float] = {}
+            if top_k:
+                values, idx = row.topk(top_k)
+                top = {self.tokenizer.decode([int(i)]): float(v) for v, i in zip(values, idx, strict=True)}
+            out.append((float(row[token_ids[pos]]), top))
+        return out
+
     # -- in-process backend for agents and evals --------------------------------------------------
     def backend(self, model: str | None = None) -> ServiceBackend:
         """A :class:`~secops_ai.inference.backend.ChatBackend` sharing this service's batching engine."""

@@ -163,8 +163,52 @@ async def completions(request: Request, body: CompletionRequest) -> Any:
     def choice(i: int, text: str, finish: str) -> dict[str, Any]:
         return {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
 
+    if body.logprobs is not None or body.max_tokens == 0:
+        return await _scored_completions(request, body)
     prefixes = [prompts[o] if body.echo else "" for o in owners]
     return await _respond(request, body, submit, "cmpl", "text_completion", chunk, choice, prefixes=prefixes)
+
+
+async def _scored_completions(request: Request, body: CompletionRequest) -> dict[str, Any]:
+    """Completions with OpenAI's legacy ``logprobs`` object (tokens, token_logprobs, top_logprobs,
+    text_offset): generate (unless max_tokens=0), then score prompt + completion in one forward pass."""
+    service = _service(request)
+    settings = request.app.state.settings
+    try:
+        adapter = service.resolve(body.model)
+        encoded = [service.encode_text(p) for p in body.prompts]
+    except Exception as exc:
+        raise _translate(exc) from exc
+    choices, prompt_tokens, completion_tokens = [], 0, 0
+    for pi, ids in enumerate(encoded):
+        prompt_tokens += len(ids)
+        for c in range(body.n):
+            generated: list[int] = []
+            finish = "length"
+            if body.max_tokens > 0:
+                try:
+                    gen = service.submit(ids, _params(body, body.max_tokens, settings, c), adapter)
+                except Exception as exc:
+                    raise _translate(exc) from exc
+                async for ev, payload in gen:
+                    if ev == "done":
+                        generated, finish = payload["token_ids"], _finish(payload)
+            completion_tokens += len(generated)
+            scored = await asyncio.to_thread(service.score, ids + generated, adapter, body.logprobs or 0)
+            shown = range(len(ids + generated)) if body.echo else range(len(ids), len(ids + generated))
+            all_ids = ids + generated
+            tokens = [service.tokenizer.decode([all_ids[k]]) for k in shown]
+            text = service.tokenizer.decode([all_ids[k] for k in shown])
+            offsets, pos = [], 0
+            for tok in tokens:
+                offsets.append(pos)
+                pos += len(tok)
+            choices.append({"index": pi * body.n + c, "text": text, "finish_reason": finish, "logprobs": {
+                "tokens": tokens, "token_logprobs": [scored[k][0] for k in shown],
+                "top_logprobs": [scored[k][1] or None for k in shown], "text_offset": offsets}})
+    return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": service.public_id(adapter), "choices": choices,
+            "usage": _usage(prompt_tokens, completion_tokens)}
 
 
 async def _respond(request: Request, body: ChatCompletionRequest | CompletionRequest,
