@@ -110,3 +110,30 @@ def test_api_keys_guard_http_and_websocket(workspace, monkeypatch, tmp_path) -> 
                 "/agents/runs/run-x/ws", headers={"Authorization": "Bearer k1"}) as ws:
             ws.receive_text()
         assert info.value.code == 4404  # authenticated, then told the run does not exist
+
+
+def test_a_run_on_the_served_local_model_decodes_schema_valid_steps(workspace, monkeypatch, tiny_llama_dir,
+                                                                    tmp_path, wait_for) -> None:
+    """No script: the run uses the server's own model (a tiny random Llama) under the JSON-schema constraint."""
+    from secops_ai.agents.actions import Plan
+    from secops_ai.api.app import create_app
+    from secops_ai.config import get_settings
+
+    monkeypatch.setenv("SECOPS_BASE_MODEL", str(tiny_llama_dir))
+    get_settings.cache_clear()
+    budget = {"max_steps": 2, "max_tokens": 48, "tokens_per_call": 16, "max_seconds": 120}
+    with TestClient(create_app(get_settings(), load_model=True)) as client:
+        resp = client.post("/agents/runs", json={"task": "scan", "workspace": str(tmp_path), "budget": budget,
+                                                 "approval": "deny", "reflect": False})
+        assert resp.status_code == 201, resp.text
+        run_id = resp.json()["run_id"]
+        summary = _done(client, run_id, wait_for)
+    events = read_events(workspace.agent_runs / f"{run_id}.jsonl")
+    assert summary["status"] in ("budget_exhausted", "failed"), summary  # random weights: no fix, but no crash
+    Plan.model_validate(next(e["payload"]["value"] for e in events
+                             if e["type"] == "CUSTOM" and e["payload"]["name"] == "plan"))
+    for e in events:
+        if e["type"] == "TOOL_CALL_ARGS":
+            assert isinstance(json.loads(e["payload"]["delta"]), dict)
+    usage = summary["result"]["usage"]
+    assert usage["steps"] <= 2 and 0 < usage["completion_tokens"] <= 48
