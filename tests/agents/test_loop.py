@@ -197,3 +197,15 @@ def test_rerun_reuses_cached_critiques_and_remembers_the_verified_fix(tmp_path: 
     assert len(cache) == 1 and CritiqueCache(tmp_path / "critiques.jsonl").get(next(iter(cache._data)))
     hits = LongTermMemory.open(tmp_path / "memory").search("verified patch for eval", k=3, kind="remediation")
     assert len(hits) == 1 and hits[0].record.run_id == "r0" and "@@ eval @@" in hits[0].record.text
+
+
+def test_a_critique_asking_to_revise_makes_a_new_plan_that_sees_the_history(tmp_path: Path, note_tool) -> None:
+    backend = ScriptedBackend([{"tool": "note", "args": {"text": "a"}}, {"tool": "note", "args": {"text": "done"}}],
+                              critiques=[{"score": 0.1, "critique": "wrong file", "revise": True}])
+    loop, sandbox, _ = _loop(tmp_path, backend, ToolRegistry([note_tool()]))
+    with sandbox:
+        result = loop.run("note things")
+    plans = _events(tmp_path, "CUSTOM", "plan")
+    assert len(plans) == 2 and result.outcome == "succeeded"
+    asked = [messages for kind, messages in backend.calls if kind == "plan"]
+    assert "wrong file" in asked[1][-2]["content"] and "wrong file" not in json.dumps(asked[0])
