@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from secops_ai.training.pretrain.export import ExportResult
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)  # paths and log lines stay on one line (greppable)
+err = Console(stderr=True, soft_wrap=True)
 
 KeyOption = Annotated[
     str | None,
@@ -27,7 +27,7 @@ KeyOption = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 

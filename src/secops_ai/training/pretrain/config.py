@@ -146,7 +146,7 @@ def validate_config(data: dict[str, Any], source: str = "config") -> PretrainCon
 def load_config(path: Path | None, overrides: list[str] | None = None) -> PretrainConfig:
     """Read a YAML run config (or start from defaults when ``path`` is None) and apply overrides."""
     data: dict[str, Any] = {}
-    source = "overrides"
+    source = "command line"
     if path is not None:
         source = str(path)
         try:
@@ -160,7 +160,7 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> Pretra
         data = loaded or {}
     if overrides:
         data = _merge(data, parse_overrides(overrides))
-        source = f"{source} (with overrides {' '.join(overrides)})"
+        source = f"{source} (overrides: {' '.join(overrides)})" if path is not None else source
     return validate_config(data, source)
 
 
