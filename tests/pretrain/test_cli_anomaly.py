@@ -57,7 +57,8 @@ def test_injected_attack_lines_rank_first(log_model: Workspace, tmp_path: Path) 
     # scoring needs the corpus' key: pseudonyms from another key would look anomalous
     wrong = runner.invoke(app, ["pretrain", "score", str(log), "-m", "logs-model", "--key", "other"])
     assert wrong.exit_code == 1 and "not the corpus' key id" in wrong.output
-    missing = runner.invoke(app, ["pretrain", "score", str(log), "-m", "logs-model"], env={"SECOPS_OBFUSCATION_KEY": ""})
+    missing = runner.invoke(app, ["pretrain", "score", str(log), "-m", "logs-model"],
+                            env={"SECOPS_OBFUSCATION_KEY": ""})
     assert missing.exit_code == 1 and "pass the same key" in missing.output
 
 
