@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from secops_ai import __version__
@@ -64,6 +65,10 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app.include_router(agents.router, dependencies=auth)
     if STATIC_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
+
+        @app.get("/", include_in_schema=False)
+        def _root() -> RedirectResponse:
+            return RedirectResponse("/ui/")
     return app
 
 
