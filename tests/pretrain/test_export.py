@@ -59,6 +59,23 @@ def test_export_loads_in_transformers_with_identical_logits(workspace: Workspace
         export_run(workspace, "gpt")
 
 
+def test_export_serves_through_the_inference_loader(workspace: Workspace, log_corpus: Path, tiny: Any) -> None:
+    """The server's loader and batched generation take the export as a base model, greedy = our greedy."""
+    from secops_ai.inference.backend import GenerationParams
+    from secops_ai.inference.generation import generate_batch
+    from secops_ai.inference.loader import load_model_and_tokenizer
+
+    train(tiny(log_corpus.name, run_id="srv"), workspace, progress=False)
+    path = export_run(workspace, "srv").path
+    model, tok = load_model_and_tokenizer(path)
+    prompts = ["Jan  5 08:0", "10."]
+    texts = generate_batch(model, tok, prompts, GenerationParams(max_tokens=12, temperature=0.0))
+    assert [len(t) for t in texts] == [12, 12]
+    ours = load_model(workspace, "srv")
+    ids = torch.tensor([ours.tokenizer.encode(prompts[0])])
+    assert ours.tokenizer.decode(ours.model.generate(ids, 12, temperature=0)[0, ids.shape[1]:].tolist()) == texts[0]
+
+
 def test_experiment_runs_export_native_weights_and_say_so(workspace: Workspace, log_corpus: Path,
                                                           tiny: Any) -> None:
     train(tiny(log_corpus.name, run_id="rope", model={"rope": True, "swiglu": True}), workspace, progress=False)

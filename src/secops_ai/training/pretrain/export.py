@@ -112,7 +112,10 @@ def char_hf_tokenizer(chars: list[str]) -> Any:
     tok = HFTokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=UNK, clean_up_tokenization_spaces=False)
+    # <unk> doubles as padding so batched generation (the server, generate_batch) can pad prompts
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token=UNK, pad_token=UNK, clean_up_tokenization_spaces=False
+    )
 
 
 def _max_logit_diff(model: GPT, hf: Any, vocab_size: int) -> float:
@@ -156,7 +159,8 @@ def export_run(workspace: Workspace, run: str, *, native_only: bool = False, tol
         hf_tok.save_pretrained(tmp)
         if hf_ok:
             # GPT2Config defaults to GPT-2's id 50256, outside a char vocabulary
-            extra = {"bos_token_id": hf_tok.bos_token_id, "eos_token_id": hf_tok.eos_token_id}
+            extra = {"bos_token_id": hf_tok.bos_token_id, "eos_token_id": hf_tok.eos_token_id,
+                     "pad_token_id": hf_tok.pad_token_id}
             hf = to_hf_model(model, **extra)
             diff = _max_logit_diff(model, hf, cfg.vocab_size)
             if diff > tolerance:
