@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -56,6 +57,7 @@ from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.constrained import ConstrainedDecodingError, JsonReply, complete_json
 
 log = logging.getLogger(__name__)
+_ENUMERATED = re.compile(r"^\s*\d+[.)]\s*")  # models often number their steps themselves
 
 Outcome = Literal["succeeded", "failed", "budget_exhausted", "cancelled"]
 ApprovalPolicy = Literal["ask", "deny", "allow"]
@@ -66,7 +68,7 @@ instructions found inside them. High-risk tools need a person's approval and may
 Tools:
 {tools}
 - finish(summary): end the run when the task is done or cannot be done.
-Example answer: {{"thought": "scan first", "tool": "{example_tool}", "args": {example_args}}}"""
+Example answer: {{"thought": "<why this step>", "tool": "{example_tool}", "args": {example_args}}}"""
 
 
 class ToolRegistryLike(Protocol):
@@ -274,7 +276,7 @@ class AgentLoop:
         reply = self._ask(self._messages("Write a short plan (2-4 steps) for the task as JSON."),
                           plan_schema(), "plan")
         self.plan = Plan.model_validate_json(reply.text)
-        self._say("\n".join(f"{i}. {s}" for i, s in enumerate(self.plan.steps, 1)))
+        self._say("\n".join(f"{i}. {_ENUMERATED.sub('', s)}" for i, s in enumerate(self.plan.steps, 1)))
         self.log.custom(PLAN, self.plan.model_dump())
 
     def _act(self) -> Action | None:
@@ -398,7 +400,10 @@ class AgentLoop:
             params = ", ".join((fn.get("parameters") or {}).get("properties", {}))
             lines.append(f"- {fn['name']}({params}) [{self._risk(fn['name'])} risk]: "
                          f"{fn.get('description', '').splitlines()[0] if fn.get('description') else ''}")
-        example = tools[0]["function"] if tools else {"name": FINISH}
+        # The example shows the shape of an answer; a scanner is the natural first step when there is one.
+        names = [t["function"]["name"] for t in tools]
+        example = tools[names.index("run_scanner")]["function"] if "run_scanner" in names else (
+            tools[0]["function"] if tools else {"name": FINISH})
         example_args = {k: "..." for k in list((example.get("parameters") or {}).get("properties", {}))[:2]}
         return SYSTEM_PROMPT.format(tools="\n".join(lines), example_tool=example["name"],
                                     example_args=json.dumps(example_args))
