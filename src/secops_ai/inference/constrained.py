@@ -280,14 +280,17 @@ def _remote_json(backend: Any, messages: list[Message], schema: dict[str, Any], 
     data = resp.json()
     message = data["choices"][0]["message"]
     calls = message.get("tool_calls") or []
-    if calls:
-        text = calls[0]["function"]["arguments"]
-        value = json.loads(text) if isinstance(text, str) else text
-        if "anyOf" in schema and isinstance(value, dict) and set(value) == {"value"}:
-            value = value["value"]  # unwrap _object_schema's wrapper
-        text = json.dumps(value, ensure_ascii=False)
-    else:  # servers without tool support: take JSON from the content
-        text = _extract_json(message.get("content") or "")
+    try:
+        if calls:
+            raw = calls[0]["function"]["arguments"]
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        else:  # servers without tool support: take JSON from the content
+            value = json.loads(_extract_json(message.get("content") or ""))
+    except json.JSONDecodeError as exc:
+        raise ConstrainedDecodingError(f"the remote model's arguments are not JSON: {exc.msg}") from None
+    if schema.get("type") != "object" and isinstance(value, dict) and set(value) == {"value"}:
+        value = value["value"]  # unwrap _object_schema's wrapper
+    text = json.dumps(value, ensure_ascii=False)
     usage = data.get("usage") or {}
     return JsonReply(text, int(usage.get("prompt_tokens") or estimate_tokens(backend, _joined(messages))),
                      int(usage.get("completion_tokens") or estimate_tokens(backend, text)))
