@@ -1,0 +1,59 @@
+"""JSON-schema constrained decoding with a real (tiny, random) model: every answer is schema-valid."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from secops_ai.agents.actions import Action, Critique, Plan, action_schema, critique_schema, plan_schema
+from secops_ai.agents.tools.base import ToolRegistry, default_registry
+from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.constrained import (
+    ConstrainedDecodingError,
+    chat_json,
+    close_json,
+    complete_json,
+    validate_json,
+)
+
+MESSAGES = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Scan the repo."}]
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_llama_dir):
+    return LocalBackend.load(tiny_llama_dir)
+
+
+def test_random_model_always_emits_valid_actions_even_when_cut_short(tiny_backend) -> None:
+    registry = default_registry()
+    schema = action_schema(registry.schemas())
+    for seed, max_tokens in [(0, 6), (1, 16)]:  # sampling from random weights: anything may come out
+        reply = complete_json(tiny_backend, MESSAGES, schema, GenerationParams(max_tokens=max_tokens, temperature=1.0,
+                                                                               seed=seed))
+        assert reply.completion_tokens <= max_tokens
+        action = Action.model_validate_json(reply.text)
+        assert action.tool in [*registry.names(), "finish"]
+        validate_json(reply.text, schema)
+    for schema, model in [(plan_schema(), Plan), (critique_schema(), Critique)]:
+        model.model_validate_json(chat_json(tiny_backend, MESSAGES, schema, GenerationParams(max_tokens=10)))
+
+
+def test_truncated_answers_are_closed_under_the_schema() -> None:
+    schema = action_schema(ToolRegistry(default_registry().list()).schemas())
+    for partial in ['', '{"thought": "x', '{"thought": "a | b ~ é", "tool": "run_sc',
+                    '{"thought": "", "tool": "propose_patch", "args": {"diff": "--- a/x\\n    indented']:
+        text, closed = close_json(partial, schema)
+        assert closed and text.startswith(partial) and validate_json(text, schema)
+    assert close_json('{"score": 1, "critique": "", "revise": false}', critique_schema()) == (
+        '{"score": 1, "critique": "", "revise": false}', False)
+
+
+def test_answers_that_break_the_schema_are_rejected_with_the_reason() -> None:
+    schema = critique_schema()
+    with pytest.raises(ConstrainedDecodingError, match="not JSON"):
+        validate_json("score: 1", schema)
+    with pytest.raises(ConstrainedDecodingError, match="does not match the schema"):
+        validate_json(json.dumps({"score": "high", "critique": "", "revise": False}), schema)
+    with pytest.raises(ConstrainedDecodingError, match="does not match the schema at char 11"):  # "}" too early
+        validate_json(json.dumps({"score": 1}), schema)
