@@ -100,11 +100,13 @@ def train(
     # --- processes and devices -----------------------------------------------------------------
     ddp = int(os.environ.get("RANK", -1)) != -1
     rank, local_rank, world = 0, 0, 1
+    own_group = False
     if ddp:
         rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
         device = _device(cfg.device, local_rank)
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+            own_group = True
         if device.startswith("cuda"):
             torch.cuda.set_device(device)
     else:
@@ -289,6 +291,8 @@ def train(
 
     if math.isnan(last_val):  # resumed at or past max_iters: report the checkpoint's model
         last_val = estimate_loss()["val"]
+    if own_group:
+        dist.destroy_process_group()
     ms = 1000 * train_time / timed_iters if timed_iters else float("nan")
     return TrainResult(
         run_id=run_id,
