@@ -57,3 +57,17 @@ def test_answers_that_break_the_schema_are_rejected_with_the_reason() -> None:
         validate_json(json.dumps({"score": "high", "critique": "", "revise": False}), schema)
     with pytest.raises(ConstrainedDecodingError, match="does not match the schema at char 11"):  # "}" too early
         validate_json(json.dumps({"score": 1}), schema)
+
+
+def test_a_stop_request_cuts_local_decoding_short_and_still_returns_valid_json(tiny_backend) -> None:
+    import time
+
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    started = time.monotonic()
+    reply = complete_json(tiny_backend, MESSAGES, schema, GenerationParams(max_tokens=4000, temperature=1.0, seed=0),
+                          stop=lambda: time.monotonic() - started > 1.0)  # a cancel after one second
+    assert reply.truncated and reply.completion_tokens < 4000
+    assert isinstance(json.loads(reply.text)["text"], str)
+    deadline_reply = complete_json(tiny_backend, MESSAGES, schema, GenerationParams(max_tokens=4000, seed=0),
+                                   deadline=time.monotonic() + 1.0)
+    assert deadline_reply.truncated and deadline_reply.completion_tokens < 4000

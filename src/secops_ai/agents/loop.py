@@ -387,7 +387,8 @@ class AgentLoop:
             raise BudgetSpent(f"time budget of {budget.max_seconds:g}s spent")
         # The caller validates the answer into its pydantic model (stricter than the schema), so no second check.
         reply = complete_json(self.backend, messages, schema, params, name=purpose,
-                              deadline=self._t0 + budget.max_seconds, check=False)
+                              deadline=self._t0 + budget.max_seconds, check=False, stop=self.cancel.is_set)
+        self._check_cancel()  # a cancel cut the answer short: don't act on it
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += min(reply.completion_tokens, params.max_tokens)
         return reply

@@ -15,6 +15,7 @@ import math
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +52,13 @@ def chat_json(backend: ChatBackend | Any, messages: list[Message], schema: dict[
 
 def complete_json(backend: ChatBackend | Any, messages: list[Message], schema: dict[str, Any],
                   params: GenerationParams | None = None, *, name: str = "respond",
-                  deadline: float | None = None, check: bool = True) -> JsonReply:
+                  deadline: float | None = None, check: bool = True,
+                  stop: Callable[[], bool] | None = None) -> JsonReply:
     """Like :func:`chat_json`, with token counts.
 
     ``name`` is the function a remote model is asked to call. ``deadline`` (``time.monotonic()``) stops local
-    decoding early; the answer is then closed under the schema like a truncated one. ``check=False`` skips
+    decoding early, and so does ``stop()`` returning true (a cancelled run); the answer is then closed under
+    the schema like a truncated one. ``check=False`` skips
     the schema check of answers that were not decoded under the constraint, for callers that validate them
     with stricter pydantic models anyway (the agent loop); locally decoded answers are valid by construction.
     """
@@ -64,7 +67,7 @@ def complete_json(backend: ChatBackend | Any, messages: list[Message], schema: d
         text = backend.chat_json(messages, schema, params)
         reply = JsonReply(text, estimate_tokens(backend, _joined(messages)), estimate_tokens(backend, text))
     elif hasattr(backend, "model") and hasattr(backend, "tokenizer"):
-        reply = _local_json(backend, messages, schema, params, deadline)
+        reply = _local_json(backend, messages, schema, params, deadline, stop)
     elif hasattr(backend, "_client"):
         reply = _remote_json(backend, messages, schema, params, name)
     else:  # any other ChatBackend: ask for JSON and check it
@@ -172,7 +175,7 @@ def tokenizer_data(tokenizer: Any) -> Any:
 
 
 def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], params: GenerationParams,
-                deadline: float | None = None) -> JsonReply:
+                deadline: float | None = None, stop: Callable[[], bool] | None = None) -> JsonReply:
     import torch
     from lmformatenforcer import TokenEnforcer
     from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
@@ -196,7 +199,7 @@ def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], p
 
     class _Deadline(StoppingCriteria):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: Any) -> torch.BoolTensor:
-            late = deadline is not None and time.monotonic() >= deadline
+            late = (deadline is not None and time.monotonic() >= deadline) or (stop is not None and stop())
             return torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device)
 
     kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "logits_processor": LogitsProcessorList([_Mask()]),
