@@ -85,9 +85,10 @@ class RunHandle:
 
     def summary(self) -> RunSummary:
         s = summarize(self.run_id, [e.model_dump(mode="json") for e in list(self.log.events)], live=not self.done)
-        if not s.task:  # the worker has not written RUN_STARTED yet (waiting for a slot)
+        if not s.task:  # no RUN_STARTED yet: waiting for a slot, or the setup failed (RUN_ERROR only)
             s.task, s.workspace, s.model = self.request.task, self.request.workspace, self.request.model or ""
-            s.status = "queued"
+            if not self.log.events:
+                s.status = "queued"
         return s
 
 
