@@ -45,6 +45,11 @@ def _backend_factory(app: Any):
 
     def factory(model: str | None) -> Any:
         service = getattr(app.state, "models", None)
+        if service is not None and getattr(service, "_load_task", None) is not None and not service.remote_url:
+            # The server is loading its model: wait rather than load a second copy beside it (two concurrent
+            # from_pretrained calls in one process also break transformers' meta-device initialisation).
+            while not service.ready.wait(0.5) and service.load_error is None:
+                pass
         served = getattr(service, "model", None) if service is not None and hasattr(service, "backend") else None
         # Constrained decoding calls generate() on the model itself, beside the service's engine: safe for a
         # plain model, not for a peft model whose active adapter the engine switches per batch.
