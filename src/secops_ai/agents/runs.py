@@ -110,6 +110,7 @@ class RunManager:
         self._registry_factory = registry_factory
         self._sandbox_factory = sandbox_factory
         self._runs: dict[str, RunHandle] = {}
+        self._stores: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrent)
 
@@ -142,8 +143,9 @@ class RunManager:
 
                 config = AgentConfig(budget=req.budget, temperature=req.temperature, seed=req.seed,
                                      reflect=req.reflect)
+                cache = self._shared("critiques", _critique_cache)
                 loop = AgentLoop(backend, registry, ctx, handle.log, config, gate=handle.gate, cancel=handle.cancel,
-                                 idempotency_key=idempotency_key, critique_cache=_critique_cache(self.settings))
+                                 idempotency_key=idempotency_key, critique_cache=cache)
                 handle.result = loop.run(req.task, workspace=str(folder))
             except Exception as exc:  # already a RUN_ERROR event when the loop raised; else record one now
                 handle.error = f"{type(exc).__name__}: {exc}"
@@ -174,8 +176,15 @@ class RunManager:
         sandbox = self._sandbox_factory() if self._sandbox_factory else Sandbox()
         copy = sandbox.working_copy(folder)
         ctx = ToolContext(run_id=run_id, workspace=copy, original=folder, sandbox=sandbox,
-                          memory=_long_term_memory(self.settings), settings=self.settings)
+                          memory=self._shared("memory", _long_term_memory), settings=self.settings)
         return registry, ctx, sandbox
+
+    def _shared(self, name: str, open_: Callable[[Settings], Any]) -> Any:
+        """One long-term memory and one critique cache per manager: their locks serialise concurrent runs."""
+        with self._lock:
+            if name not in self._stores:
+                self._stores[name] = open_(self.settings)
+            return self._stores[name]
 
     # ------------------------------------------------------------------------------------------- control
     def get(self, run_id: str) -> RunHandle | None:
