@@ -111,6 +111,7 @@ class RunManager:
         self._sandbox_factory = sandbox_factory
         self._runs: dict[str, RunHandle] = {}
         self._stores: dict[str, Any] = {}
+        self._summaries: dict[str, tuple[tuple[int, int], RunSummary]] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrent)
 
@@ -195,7 +196,17 @@ class RunManager:
         handle = self.get(run_id)
         if handle is not None:
             return handle.summary()
-        return summarize(run_id, self.events(run_id))
+        path = trajectory_path(self.runs_dir, run_id)
+        try:
+            stat = path.stat()
+        except OSError:
+            raise RunNotFound(f"no agent run {run_id!r}") from None
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        cached = self._summaries.get(run_id)
+        if cached is None or cached[0] != stamp:  # a file only changes while its run is live: cache the fold
+            cached = (stamp, summarize(run_id, self.events(run_id)))
+            self._summaries[run_id] = cached
+        return cached[1].model_copy()
 
     def events(self, run_id: str) -> list[dict[str, Any]]:
         """Every event of a run so far (live or from its file)."""
