@@ -178,6 +178,7 @@ function handle(run, ev) {
   switch (ev.type) {
     case "RUN_STARTED":
       setStatus("running");
+      refreshRuns();
       break;
     case "STEP_STARTED": {
       const li = el("li", "step");
@@ -259,6 +260,8 @@ function custom(run, name, value) {
     target(run).append(el("div", "critique", "Invalid action: " + value.error));
   } else if (name === "usage") {
     usage(value);
+  } else if (name === "memory_saved") {
+    target(run).append(el("div", "critique", "Fix saved to long-term memory for later runs."));
   }
 }
 
