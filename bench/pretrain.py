@@ -59,6 +59,7 @@ def main() -> int:
     parser.add_argument("--text", type=Path, default=SHAKESPEARE)
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=1337, help="seed of every variant (nanoGPT's default 1337)")
     parser.add_argument("--parallel", action="store_true",
                         help="run the variants at once, one process each, so they share the same machine load")
     args = parser.parse_args()
@@ -73,6 +74,7 @@ def run_parallel(args: argparse.Namespace) -> list[dict]:
         for name in args.variants:
             cmd = [sys.executable, __file__, "--iters", str(args.iters), "--variants", name, "--text", str(args.text),
                    "--json", str(Path(tmp) / f"{name}.json")]
+            cmd += ["--seed", str(args.seed)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL))
@@ -89,7 +91,8 @@ def run_serial(args: argparse.Namespace) -> list[dict]:
         corpus = build_corpus(ws.nanogpt_data, CorpusSpec(name="shakespeare-char", texts=[args.text], obfuscate=False))
         for name in args.variants:
             overrides = dict(PARITY, corpus=corpus.name, run_id=name, max_iters=args.iters,
-                             lr_decay_iters=args.iters, eval_interval=args.iters, threads=args.threads)
+                             lr_decay_iters=args.iters, eval_interval=args.iters, threads=args.threads,
+                             seed=args.seed)
             overrides["model"] = {**PARITY["model"], **VARIANTS[name]}
             cfg = validate_config(overrides, f"bench variant {name}")
             r = train(cfg, ws, progress=sys.stderr.isatty())
