@@ -25,7 +25,7 @@ def test_smollm2_agent_emits_only_valid_steps_within_its_budget(bundled_base_dir
 
     backend = LocalBackend.load(bundled_base_dir)
     registry = ToolRegistry([RunScanner(), ParseReport(), LookupKnowledge()])
-    budget = Budget(max_steps=2, max_tokens=96, tokens_per_call=24, max_seconds=60)
+    budget = Budget(max_steps=2, max_tokens=96, tokens_per_call=24, max_seconds=45)
     with Sandbox() as sandbox:
         copy = sandbox.working_copy(vulnerable_repo)
         ctx = ToolContext(run_id="slow", workspace=copy, original=vulnerable_repo, sandbox=sandbox)
