@@ -54,10 +54,11 @@ def ui_server(tmp_path_factory):
             proc.wait()
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium: apt-get install -y chromium")
 @pytest.mark.parametrize("transport", ["sse", "ws"])
 def test_start_watch_and_approve_a_run_from_the_browser(ui_server, vulnerable_repo, fix_playbook, transport,
                                                          tmp_path) -> None:
+    # `make setup` installs Debian's chromium; a missing browser is a failed setup, not a skipped test.
+    assert CHROMIUM.exists(), "needs Debian chromium: apt-get install -y chromium (make setup does this)"
     from playwright.sync_api import expect, sync_playwright
 
     base, workspace = ui_server

@@ -5,6 +5,7 @@ Routers only translate HTTP into calls to the packages; state lives on ``app.sta
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -45,6 +46,9 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         try:
             yield
         finally:
+            runs = getattr(app.state, "agent_runs", None)
+            if runs is not None:  # cancel live agent runs before the model goes away
+                await asyncio.to_thread(runs.shutdown)
             await service.stop()
             if app.state.remote is not None:
                 await app.state.remote.aclose()

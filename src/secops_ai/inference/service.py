@@ -126,6 +126,11 @@ class ModelService:
         if self.engine:
             await asyncio.to_thread(self.engine.stop)
 
+    @property
+    def loading(self) -> bool:
+        """True while the background load started by :meth:`start` is still running."""
+        return self._load_task is not None and not self._load_task.done()
+
     def load_sync(self) -> None:
         """Load in the calling thread (CLI chat, evals, agents outside the server)."""
         if not self.remote_url:

@@ -45,7 +45,7 @@ def _backend_factory(app: Any):
 
     def factory(model: str | None) -> Any:
         service = getattr(app.state, "models", None)
-        if service is not None and getattr(service, "_load_task", None) is not None and not service.remote_url:
+        if service is not None and (service.loading or service.ready.is_set()) and not service.remote_url:
             # The server is loading its model: wait rather than load a second copy beside it (two concurrent
             # from_pretrained calls in one process also break transformers' meta-device initialisation).
             while not service.ready.wait(0.5) and service.load_error is None:
