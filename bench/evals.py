@@ -16,12 +16,12 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from secops_ai.config import get_settings  # noqa: E402
-from secops_ai.evals.gate import load_gate  # noqa: E402
-from secops_ai.evals.runner import evaluate_model  # noqa: E402
-from secops_ai.evals.suites import SUITES  # noqa: E402
-from secops_ai.inference.backend import GenerationParams, LocalBackend  # noqa: E402
-from secops_ai.inference.loader import resolve_base_model  # noqa: E402
+from secops_ai.config import get_settings
+from secops_ai.evals.gate import load_gate
+from secops_ai.evals.runner import evaluate_model
+from secops_ai.evals.suites import SUITES
+from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.loader import resolve_base_model
 
 
 def main() -> None:

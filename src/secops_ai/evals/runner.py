@@ -161,7 +161,7 @@ def make_backend(settings: Settings, target: Target, *, endpoint: str | None = N
 
     url = endpoint or settings.llm_base_url
     if url:
-        model = settings.base_model if target.kind == BASE else target.name
+        model = BASE if target.kind == BASE else target.name  # the names this project's server resolves
         return RemoteBackend(url, model, api_key=api_key or settings.llm_api_key)
     device = pick_device(settings.device)
     if target.kind == BASE:
