@@ -127,12 +127,15 @@ class Registry:
             s.flush()
             s.add(StageEvent(name=name, action="register", from_stage=None, to_stage="candidate",
                              actor=actor or _actor()))
-        return self.get(name)
+        return self._get(name)
 
     # -- reading ---------------------------------------------------------------------------------------
 
     def get(self, name: str) -> ModelRecord:
         self.sync()
+        return self._get(name)
+
+    def _get(self, name: str) -> ModelRecord:
         with self._session() as s:
             row = s.get(ModelRow, name)
             if row is None:
