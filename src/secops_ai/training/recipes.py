@@ -38,7 +38,7 @@ def common_args(config: RunConfig, output_dir: Path, *, cuda: bool, distributed:
         num_train_epochs=config.num_train_epochs,
         max_steps=config.max_steps,
         lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_ratio if config.warmup_ratio < 1 else 0,
+        warmup_steps=config.warmup_ratio,  # a float in [0, 1) is a ratio of the total steps
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,

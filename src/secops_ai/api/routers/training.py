@@ -36,7 +36,10 @@ def start_run(body: StartRun, settings: Settings = Depends(get_app_settings)) ->
         if body.config is not None:
             config = RunConfig.from_dict({**body.config, **parse_overrides(body.overrides)}, source="config")
         else:
-            config = RunConfig.from_yaml(Path(body.config_path), overrides=body.overrides)
+            path = Path(body.config_path)
+            if path.suffix not in (".yaml", ".yml"):
+                raise APIError(400, f"config_path must be a .yaml file, not {path.name!r}", param="config_path")
+            config = RunConfig.from_yaml(path, overrides=body.overrides)
         run_id = start(config, settings, run_id=body.run_id)
     except ConfigError as exc:
         raise APIError(400, str(exc), param="config") from None
