@@ -54,7 +54,10 @@ def test_export_loads_in_transformers_with_identical_logits(workspace: Workspace
     info = json.loads((path / "run.json").read_text())
     assert info["name"] == "nanogpt/gpt" and info["hf_compatible"] and info["dataset"] == "nanogpt/logs-v1"
     assert (path / "loss.png").stat().st_size > 1000 and (path / "metrics.jsonl").is_file()
-    assert (path / "config.json").stat().st_mode & 0o222 == 0  # read-only like every registered run
+    from secops_ai.registry.model_card import update_evals_section
+
+    update_evals_section(path, "perplexity 2.1", {"suites": {"logs": {"ppl": 2.1}}})  # the gates can fill it in
+    assert _front_matter(path / "model_card.md")["secops"]["evals"]["suites"]["logs"]["ppl"] == 2.1
     with pytest.raises(ExportError, match="already exists"):
         export_run(workspace, "gpt")
 

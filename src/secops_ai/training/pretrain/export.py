@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from secops_ai.config import Workspace
-from secops_ai.config.atomic import atomic_dir, make_read_only
+from secops_ai.config.atomic import atomic_dir
 from secops_ai.training.pretrain.config import GPTConfig
 from secops_ai.training.pretrain.corpus import UNK, CharTokenizer, read_meta
 from secops_ai.training.pretrain.model import GPT
@@ -174,7 +174,7 @@ def export_run(workspace: Workspace, run: str, *, native_only: bool = False, tol
         info = _run_info(run, ckpt, cfg, meta, hf_ok, diff, rows)
         (tmp / "run.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "model_card.md").write_text(_model_card(info), encoding="utf-8")
-        make_read_only(tmp)
+        # left writable, like every registered run: the eval gates fill in the card's evals section
     return ExportResult(path=final, hf_compatible=hf_ok, max_logit_diff=diff)
 
 
