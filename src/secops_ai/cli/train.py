@@ -80,23 +80,25 @@ def resume_cmd(
 
 
 @app.command("status")
-def status(run_id: str | None = typer.Argument(None, help="One run's status as JSON; omit for a table.")) -> None:
-    """Runs started on this workspace and whether they completed, failed or were interrupted."""
+def status(run_id: str | None = typer.Argument(None, help="One run's status and recent metrics as JSON.")) -> None:
+    """Runs started on this workspace: running, completed, failed or interrupted (a dead process = failed)."""
     from secops_ai.config import get_settings
+    from secops_ai.training.jobs import JobNotFound, list_runs, run_status
     from secops_ai.training.runner import last_checkpoint, work_root
 
-    root = work_root(get_settings())
+    settings = get_settings()
     if run_id:
-        path = root / run_id / "status.json"
-        if not path.is_file():
-            _fail(f"no run {run_id!r} under {root}")
-        console.print_json(path.read_text())
+        try:
+            console.print_json(json.dumps(run_status(run_id, settings)))
+        except JobNotFound as exc:
+            _fail(str(exc))
         return
-    table = Table("run id", "status", "last checkpoint")
-    for folder in sorted(root.glob("*/status.json")) if root.is_dir() else []:
-        data = json.loads(folder.read_text())
-        ckpt = last_checkpoint(folder.parent)
-        table.add_row(folder.parent.name, data.get("status", "?"), ckpt.name if ckpt else "-")
+    table = Table("run id", "status", "step", "loss", "last checkpoint")
+    for run in list_runs(settings):
+        ckpt = last_checkpoint(work_root(settings) / run["id"])
+        loss = run["summary"]["loss"]
+        table.add_row(run["id"], run["status"], str(run["summary"]["step"]),
+                      f"{loss:.4f}" if loss is not None else "-", ckpt.name if ckpt else "-")
     console.print(table)
 
 

@@ -145,6 +145,21 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     return Path(found) if ckpts.is_dir() and (found := get_last_checkpoint(str(ckpts))) else None
 
 
+def _interrupt_on_sigterm():
+    """Treat SIGTERM (docker stop, kill, a scheduler's preemption) like Ctrl-C: mark the run interrupted."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | None = None, progress: bool = True,
           callbacks: list | None = None) -> RunResult:
     """Fine-tune according to ``config``; returns the finished run.
@@ -217,6 +232,7 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
     if resume_from:
         log.info("Resuming %s from %s", run_name, resume_from.name)
     started = time.time()
+    restore = _interrupt_on_sigterm()
     try:
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except BaseException as exc:
@@ -226,6 +242,8 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
                  "error": str(exc)[:2000], "last_checkpoint": str(last_checkpoint(work_dir) or ""),
                  "ts": time.time()}))
         raise
+    finally:
+        restore()
     metrics = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in output.metrics.items()}
     metrics["global_step"] = trainer.state.global_step
     metrics["tokens_seen"] = trainer.state.num_input_tokens_seen
