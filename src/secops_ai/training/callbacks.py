@@ -71,6 +71,8 @@ class RichProgress(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             self._loss = float(logs["loss"])
+            if self._progress is not None:  # logs arrive after on_step_end: refresh the shown loss
+                self._progress.update(self._task, loss=f"{self._loss:.4f}")
 
     def on_train_end(self, args, state, control, **kwargs):
         if self._progress is not None:

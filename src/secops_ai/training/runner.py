@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,8 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
     from secops_ai.training.recipes import BUILDERS
 
     set_seed(config.seed)
+    # peft/TRL still call a transformers method deprecated in 5.x; the warning is noise for our users.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if config.provider == "unsloth":
         from secops_ai.training.providers import unsloth
 
