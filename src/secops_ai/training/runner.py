@@ -182,8 +182,9 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
 
     from secops_ai.training.data import load_dataset_version
 
-    model_dir = resolve_model_path(config, settings)
+    # the dataset first: checking it is cheap, while the bundled base may need a one-time conversion
     records, data_info = load_dataset_version(settings.workspace, config.dataset, stage=config.stage)
+    model_dir = resolve_model_path(config, settings)
     if config.max_samples:
         records = records[: config.max_samples]
 
