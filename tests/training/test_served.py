@@ -43,9 +43,10 @@ def test_tuned_smollm2_answers_in_the_served_template(workspace: Workspace, bund
     server = start_server({"SECOPS_HOME": str(workspace.root), "SECOPS_BASE_MODEL": str(bundled_base_dir),
                            "SECOPS_ADAPTER": "production"})
     resp = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=120, json={
-        "model": result.run_name, "max_tokens": 48, "temperature": 0,
+        "model": "production", "max_tokens": 48, "temperature": 0,
         "messages": [{"role": "user", "content": "Which CWE is SQL injection?"}]})
     assert resp.status_code == 200, resp.text
+    assert resp.json()["model"] == result.run_name  # the registry's production adapter answered
     choice = resp.json()["choices"][0]
     answer = choice["message"]["content"]
     # It ends its turn the way the template does (stop, not the token limit), leaks no template markup,
