@@ -38,8 +38,8 @@ def test_promotion_needs_a_passing_gate_or_an_audited_force(workspace: Workspace
     reg = registry(workspace)
     with pytest.raises(PromotionRefused, match="no evaluation gate result"):
         reg.promote(name)
-    reg.record_gate_result(name, False, {"suite": "security-basics", "score": 0.2})
-    with pytest.raises(PromotionRefused, match="latest evaluation gate failed"):
+    reg.record_gate_result(name, False, {"message": "policy.refusal_rate = 0.2 < min 0.6", "score": 0.2})
+    with pytest.raises(PromotionRefused, match=r"latest evaluation gate failed .*policy\.refusal_rate = 0\.2"):
         reg.promote(name)
     with pytest.raises(PromotionRefused, match="needs --reason"):
         reg.promote(name, force=True)

@@ -195,8 +195,9 @@ class Registry:
         gate = record.gate
         gate_ok = bool(gate and gate["passed"])
         if not gate_ok:
+            detail = (gate or {}).get("summary", {}).get("message") if gate else None
             why = ("no evaluation gate result is recorded for it" if gate is None
-                   else f"its latest evaluation gate failed ({gate['ts']})")
+                   else f"its latest evaluation gate failed ({gate['ts']}" + (f": {detail})" if detail else ")"))
             if gate is not None and (gate.get("summary") or {}).get("message"):
                 why += f": {gate['summary']['message']}"  # evals' verdict: which suite failed and by how much
             if not force:
