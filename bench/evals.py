@@ -37,9 +37,13 @@ def main() -> None:
     backend = LocalBackend.load(base_dir, name=f"base:{base_dir.name}")
     backend.batch_size = config.batch_size
     load_s = time.perf_counter() - t0
-    print(f"model {base_dir.name} loaded in {load_s:.1f} s; gate {config.name} v{config.version} ({path})")
+    print(f"model {base_dir.name} loaded in {load_s:.1f} s; gate {config.name} v{config.version} ({path})", flush=True)
 
-    result = evaluate_model(backend, config, "base")
+    def progress(label: str, done: int, total: int) -> None:
+        print(f"  {label}: {done}/{total} items, {time.perf_counter() - t0:.0f} s", flush=True)
+
+    t0 = time.perf_counter()
+    result = evaluate_model(backend, config, "base", progress=progress)
     print(f"\n{'suite':<18}{'items':>6}{'seconds':>10}{'items/s':>9}  score")
     for name, r in result.suites.items():
         print(f"{name:<18}{r.n:>6}{r.duration_s:>10.1f}{r.n / r.duration_s:>9.2f}  {r.metric}={r.score:.3f}")

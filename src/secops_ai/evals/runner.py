@@ -103,10 +103,14 @@ def evaluate_model(backend: ChatBackend, config: GateConfig, model: str, *, prog
         cfg, items = config.suites[name], built[name]
         params = GenerationParams(max_tokens=cfg.max_new_tokens, temperature=0.0, seed=config.seed)
         suite_start = time.perf_counter()
-        replies: list[str] = []
-        for start in range(0, len(items), config.batch_size):
-            batch = items[start:start + config.batch_size]
-            replies.extend(backend.chat([it.messages for it in batch], params))
+        # Batch prompts of similar length together (less left padding to compute), then restore item order.
+        # The order is a pure function of the items, so batches, and thus replies, are the same on every run.
+        order = sorted(range(len(items)), key=lambda i: (sum(len(m["content"]) for m in items[i].messages), i))
+        replies: list[str] = [""] * len(items)
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start:start + config.batch_size]
+            for i, reply in zip(batch, backend.chat([items[i].messages for i in batch], params), strict=True):
+                replies[i] = reply
             done += len(batch)
             if progress:
                 progress(f"{model}: {name}", done, total)
