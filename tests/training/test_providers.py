@@ -55,3 +55,18 @@ def test_unsloth_without_cuda_says_so(workspace: Workspace, sft_dataset: str, ti
     with pytest.raises(TrainingError, match="CUDA GPU"):
         train(tiny_config(sft_dataset, provider="unsloth"), Settings(home=workspace.root))
     assert not list(workspace.models.glob("unsloth/*"))
+
+
+def test_train_export_writes_a_llamafactory_job(workspace: Workspace, sft_dataset: str, tiny_config,
+                                                tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from secops_ai.cli.main import app
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(tiny_config(sft_dataset).to_yaml())
+    res = CliRunner().invoke(app, ["train", "export", str(cfg), str(tmp_path / "job"), "lora_rank=16"])
+    assert res.exit_code == 0, res.output
+    train_yaml = yaml.safe_load((tmp_path / "job" / "train.yaml").read_text())
+    assert train_yaml["lora_rank"] == 16 and train_yaml["output_dir"] == str(tmp_path / "job" / "output")
+    assert (tmp_path / "job" / "dataset_info.json").is_file()
