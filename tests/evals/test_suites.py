@@ -148,3 +148,18 @@ def test_verdict_names_failed_suite_and_margin_and_regressions() -> None:
     assert verdict.failures[0].kind == "regression" and verdict.failures[0].by == pytest.approx(0.2)
     assert "regressed vs production 1.000" in verdict.summary()["message"]
     assert verdict.summary()["failed_suites"] == ["policy"]
+
+
+def test_shared_data_is_found_beside_the_checkout_or_where_the_env_says(
+        shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from secops_ai.evals.paths import SharedDataNotFound, shared_data_dir, shared_file
+
+    monkeypatch.delenv("SECOPS_SHARED_DATA", raising=False)
+    assert shared_data_dir() == shared_data.resolve()
+    monkeypatch.setenv("SECOPS_SHARED_DATA", str(tmp_path))
+    assert shared_data_dir() == tmp_path.resolve()
+    with pytest.raises(SharedDataNotFound, match=r"cyberseceval/mitre_frr\.json"):
+        shared_file("cyberseceval/mitre_frr.json")
+    monkeypatch.setenv("SECOPS_SHARED_DATA", str(tmp_path / "nope"))
+    with pytest.raises(SharedDataNotFound, match="SECOPS_SHARED_DATA"):
+        shared_data_dir()
