@@ -248,7 +248,9 @@ class RunManager:
         if handle is None:
             self.events(run_id)  # RunNotFound for unknown ids
             raise LookupError(f"run {run_id} is not running in this server")
-        if handle.done:
+        events = handle.log.events
+        # Finished once its terminal event is written, even if the worker thread is still cleaning up.
+        if handle.done or (events and events[-1].terminal):
             raise LookupError(f"run {run_id} has already finished")
         return handle
 
