@@ -4,9 +4,11 @@
 2. aggregate tokens/s with 8 concurrent streams vs 1 stream (target >= 3x)
 3. p50 / p90 time to first token (streaming)
 
-Run: ``.venv/bin/python bench/serving.py [--tokens 128] [--streams 8]``. Greedy decoding with
-``ignore_eos``-like prompts is not available through the API, so each stream's token count is read from
-``usage`` and throughput is tokens / wall time.
+Run: ``.venv/bin/python bench/serving.py [--tokens 128] [--streams 8] [--seconds 40]``.
+
+Throughput is measured closed-loop: each of N clients sends its next request as soon as the previous
+one ends, for a fixed time, so N streams really are in flight the whole time (answers that end early
+don't leave the batch half empty). Token counts come from ``usage``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ def stream_once(client: OpenAI, prompt: str, max_tokens: int) -> tuple[float, fl
     return ttft or 0.0, time.perf_counter() - start, tokens
 
 
+def closed_loop(client: OpenAI, streams: int, seconds: float, max_tokens: int
+                ) -> tuple[float, list[tuple[float, float, int]]]:
+    """``streams`` clients each issuing requests back to back for ``seconds``; returns (tokens/s, requests)."""
+    deadline = time.perf_counter() + seconds
+
+    def worker(w: int) -> list[tuple[float, float, int]]:
+        done, i = [], w
+        while time.perf_counter() < deadline:
+            done.append(stream_once(client, PROMPTS[i % len(PROMPTS)], max_tokens))
+            i += streams
+        return done
+
+    start = time.perf_counter()
+    with cf.ThreadPoolExecutor(streams) as pool:
+        results = [r for rs in pool.map(worker, range(streams)) for r in rs]
+    return sum(r[2] for r in results) / (time.perf_counter() - start), results
+
+
 def plain_generate(model_dir: Path, max_tokens: int) -> float:
     """tokens/s of ``model.generate`` on the same prompts, greedy, batch 1, in this process."""
     import torch
@@ -94,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=40.0, help="closed-loop duration per phase")
     parser.add_argument("--home", type=Path, default=None, help="workspace (default: a temp dir)")
     args = parser.parse_args()
 
@@ -111,15 +132,8 @@ def main() -> None:
     try:
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=600)
         stream_once(client, "warm up", 8)
-        singles = [stream_once(client, p, args.tokens) for p in PROMPTS[:4]]
-        single_tps = sum(s[2] for s in singles) / sum(s[1] for s in singles)
-
-        start = time.perf_counter()
-        with cf.ThreadPoolExecutor(args.streams) as pool:
-            results = list(pool.map(lambda p: stream_once(client, p, args.tokens),
-                                    [PROMPTS[i % len(PROMPTS)] for i in range(args.streams)]))
-        wall = time.perf_counter() - start
-        concurrent_tps = sum(r[2] for r in results) / wall
+        single_tps, singles = closed_loop(client, 1, args.seconds, args.tokens)
+        concurrent_tps, results = closed_loop(client, args.streams, args.seconds, args.tokens)
         ttfts = sorted(r[0] for r in singles + results)
     finally:
         proc.terminate()
