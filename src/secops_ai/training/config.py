@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from secops_ai.config.validation import describe_validation_error
+
 DATASET_SPEC = re.compile(r"^(?:(?P<provider>[A-Za-z0-9_.-]+)/)?(?P<name>[A-Za-z0-9_.-]+)@(?P<version>\d+)$")
 
 
@@ -138,7 +140,7 @@ class RunConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, source)) from None
+            raise ConfigError(describe_validation_error(exc, source)) from None
 
     @classmethod
     def from_yaml(cls, path: Path | str, overrides: list[str] | None = None) -> RunConfig:
@@ -172,17 +174,3 @@ def parse_overrides(overrides: list[str], *, source: str = "<command line>") -> 
         except yaml.YAMLError:
             out[key] = raw
     return out
-
-
-def _describe(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(config)"
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key {key!r}")
-        elif err["type"] == "missing":
-            lines.append(f"{source}: missing required key {key!r}")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {key}: {msg} (got {err.get('input')!r})")
-    return "\n".join(lines)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from secops_ai.config.validation import describe_validation_error
+
 
 class ConfigError(ValueError):
     """A config file or override that does not validate; the message names the file and the key."""
@@ -125,22 +127,11 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key '{key}'")
-        else:
-            lines.append(f"{source}: '{key}': {e['msg']}")
-    return "\n".join(lines)
-
-
 def validate_config(data: dict[str, Any], source: str = "config") -> PretrainConfig:
     try:
         return PretrainConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
+        raise ConfigError(describe_validation_error(err, source)) from None
 
 
 def load_config(path: Path | None, overrides: list[str] | None = None) -> PretrainConfig:
