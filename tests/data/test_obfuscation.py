@@ -25,6 +25,7 @@ AUTH_LOG = "".join(line + "\n" for line in (
     'postgres://svc_app:Pa55w0rd!@10.20.30.40:5432/orders password=hunter2',
     '2026-11-25T17:49:02Z web-02 app[77]: Authorization: Bearer '
     'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkYXZlIn0.c2lnbmF0dXJlX2hlcmU',
+    'Nov 25 17:49:30 bastion01 useradd[812]: new user: name=sysupd, UID=1001, GID=1001, shell=/bin/bash',
     '192.0.2.44 - erin [25/Nov/2026:17:50:01 +0000] "GET /reset?session=5a7c9e1f&next=/home '
     'HTTP/1.1" 302 0 "https://portal.acme.io/login" "Mozilla/5.0"',
 ))
@@ -32,7 +33,7 @@ AUTH_LOG = "".join(line + "\n" for line in (
 IDENTIFIERS = ["bastion01", "oracle", "203.0.113.7", "mallory", "198.51.100.23", "2001:db8:85a3::8a2e:370:7334",
                "alice", "db01.corp.acme.com", "bobsmith", "web-02", "carol", "carol.jones@acme.com", "acme.com",
                "tk_9f8e7d6c5b4a", "AKIAIOSFODNN7EXAMPLE", "svc_app", "Pa55w0rd!", "10.20.30.40", "hunter2",
-               "eyJhbGciOiJIUzI1NiJ9", "192.0.2.44", "erin", "5a7c9e1f", "portal.acme.io"]
+               "eyJhbGciOiJIUzI1NiJ9", "192.0.2.44", "erin", "5a7c9e1f", "portal.acme.io", "sysupd"]
 
 
 def test_no_original_identifier_survives() -> None:
@@ -41,7 +42,7 @@ def test_no_original_identifier_survives() -> None:
         assert ident not in out, f"{ident!r} leaked:\n{out}"
     # what is not an identifier stays readable
     for keep in ("Failed password for invalid user", "sshd[1234]", "USER=root", "COMMAND=/bin/cat /etc/shadow",
-                 "GET /reset", "Mozilla/5.0", "port 52211"):
+                 "GET /reset", "Mozilla/5.0", "port 52211", "new user: name="):
         assert keep in out
     assert "test-key" not in out
 

@@ -72,9 +72,10 @@ _PATTERNS: list[tuple[Kind, re.Pattern[str], int]] = [
     ("user", re.compile(r"(?i)\bfor\s+user\s+([^\s;,()]+)"), 1),
     ("user", re.compile(r"(?i)\bfor\s+([A-Za-z_][A-Za-z0-9_.-]{0,31})\s+from\b"), 1),
     ("user", re.compile(r"(?i)\b(?:user(?:name)?|ruser|logname|login|account|uname|USER)\s*[=:]\s*[\"']?"
-                        r"([A-Za-z_][A-Za-z0-9_.@-]{0,63})"), 1),
+                        r"([A-Za-z_][A-Za-z0-9_.@-]{0,63})(?![A-Za-z0-9_.@-]*=)"), 1),  # not a key (`user: name=x`)
     ("user", re.compile(r"(?i)\buser\s+([A-Za-z_][A-Za-z0-9_.-]{0,31})(?=\s+(?:by|from|on|logged|authenticated|"
                         r"not|does|locked|is|\())"), 1),
+    ("user", re.compile(r"(?i)\bnew\s+user:\s+name=([A-Za-z_][A-Za-z0-9_.-]{0,31})"), 1),  # useradd
     ("user", re.compile(r"(?m)\bsudo(?:\[\d+\])?:\s+([A-Za-z_][A-Za-z0-9_.-]{0,31})\s+:"), 1),
     ("user", re.compile(r"/home/([A-Za-z_][A-Za-z0-9_.-]{0,31})"), 1),
     # combined/common web log: ``ip ident user [date]``
