@@ -229,6 +229,9 @@ class Sandbox:
             elif p.is_dir():
                 cmd += ["--ro-bind", d, d]
         cmd += ["--ro-bind", str(_minimal_etc()), "/etc"]
+        # The private /tmp goes first: a venv that lives under the host's /tmp (a CI checkout there) is then
+        # bound on top of it below, instead of being hidden by it.
+        cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
         made: set[str] = {"/", "/usr", "/etc", "/tmp"}
         for path in [*self.ro_paths, *(Path(p).resolve() for p in ro_paths)]:
             for parent in reversed(path.parents):  # world-traversable parents, so the dropped uid can reach it
@@ -237,7 +240,6 @@ class Sandbox:
                     cmd += ["--perms", "0755", "--dir", str(parent)]
             cmd += ["--ro-bind", str(path), str(path)]
         cmd += ["--dev", "/dev", "--proc", "/proc"]
-        cmd += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp"]
         cmd += ["--bind", str(root), SANDBOX_ROOT, "--chdir", cwd]
         env = {
             "PATH": f"{Path(sys.prefix).resolve()}/bin:/usr/local/bin:/usr/bin:/bin",
