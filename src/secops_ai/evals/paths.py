@@ -26,7 +26,7 @@ def shared_data_dir() -> Path:
     for parent in here.parents:
         candidate = parent / "shared" / "data"
         if candidate.is_dir():
-            return candidate
+            return candidate.resolve()
     raise SharedDataNotFound(
         f"no shared/data folder found above {here}; set SECOPS_SHARED_DATA to the folder holding cyberseceval/"
     )
