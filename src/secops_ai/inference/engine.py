@@ -12,6 +12,7 @@ Tokens reach each request through its ``emit`` callback (called on the engine th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import threading
@@ -81,8 +82,12 @@ class BatchEngine:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="secops-batch-engine", daemon=True)
         self._thread.start()
+        # A daemon thread still inside torch when the interpreter finalises aborts the process
+        # ("terminate called without an active exception"): stop it first, whoever forgot to.
+        atexit.register(self.stop)
 
     def stop(self) -> None:
+        atexit.unregister(self.stop)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
