@@ -118,21 +118,19 @@ def sort_findings(findings: list[Finding]) -> list[Finding]:
 
 def diff_findings(before: list[Finding], after: list[Finding]) -> tuple[list[Finding], list[Finding]]:
     """(disappeared, introduced), matching by (tool, rule, file) as a multiset so line shifts don't count."""
-    after_left = Counter(f.key for f in after)
-    disappeared = []
-    for f in before:
-        if after_left[f.key] > 0:
-            after_left[f.key] -= 1
+    return _unmatched(before, after), _unmatched(after, before)
+
+
+def _unmatched(items: list[Finding], others: list[Finding]) -> list[Finding]:
+    """The findings of ``items`` left over once each is paired with an equal-keyed one of ``others``."""
+    left = Counter(f.key for f in others)
+    out = []
+    for f in items:
+        if left[f.key] > 0:
+            left[f.key] -= 1
         else:
-            disappeared.append(f)
-    before_left = Counter(f.key for f in before)
-    introduced = []
-    for f in after:
-        if before_left[f.key] > 0:
-            before_left[f.key] -= 1
-        else:
-            introduced.append(f)
-    return disappeared, introduced
+            out.append(f)
+    return out
 
 
 def render_findings(findings: list[Finding], limit: int = 40) -> str:
