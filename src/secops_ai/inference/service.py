@@ -49,14 +49,6 @@ class PromptTooLongError(ValueError):
 
 
 @dataclass
-class Completion:
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass
 class ModelEntry:
     id: str
     kind: str  # "base" or "adapter"
@@ -295,17 +287,6 @@ class ModelService:
                 yield payload
         finally:
             req.cancelled.set()
-
-    async def complete(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Completion:
-        parts: list[str] = []
-        info: dict[str, Any] = {}
-        async for kind, payload in self.submit(prompt_ids, params, adapter):
-            if kind == "delta":
-                parts.append(payload)
-            else:
-                info = payload
-        return Completion("".join(parts), info.get("finish_reason", "stop"), len(prompt_ids),
-                          info.get("completion_tokens", 0))
 
     def score(self, token_ids: list[int], adapter: str | None, top_k: int = 0
               ) -> list[tuple[float | None, dict[str, float]]]:
