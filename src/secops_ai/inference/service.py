@@ -233,6 +233,10 @@ class ModelService:
                 return model
         raise UnknownModelError(f"The model '{model}' does not exist; GET /v1/models lists the served models.")
 
+    def engine_key(self, adapter: str | None) -> str | None:
+        """The peft key the engine selects for a resolved adapter name (``None``: the base)."""
+        return self._adapter_keys.get(adapter) if adapter else None
+
     def public_id(self, adapter: str | None) -> str:
         return adapter or self.base_id
 
@@ -265,7 +269,7 @@ class ModelService:
             loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
 
         req = GenRequest(prompt_ids=prompt_ids, params=params,
-                         adapter=self._adapter_keys.get(adapter) if adapter else None, emit=emit)
+                         adapter=self.engine_key(adapter), emit=emit)
         self.engine.submit(req)
         return Generation(req, queue)
 
@@ -275,7 +279,7 @@ class ModelService:
         assert self.engine is not None
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         req = GenRequest(prompt_ids, params, lambda kind, payload: events.put((kind, payload)),
-                         adapter=self._adapter_keys.get(adapter) if adapter else None)
+                         adapter=self.engine_key(adapter))
         self.engine.submit(req)
         try:
             while True:
@@ -296,7 +300,7 @@ class ModelService:
 
         self.check_ready()
         assert self.engine is not None
-        key = self._adapter_keys.get(adapter) if adapter else None
+        key = self.engine_key(adapter)
         with self.engine.model_lock, self.engine._adapter_ctx(key), torch.inference_mode():
             ids = torch.tensor([token_ids], device=self.model.device)
             logits = self.model(input_ids=ids).logits[0].float()
@@ -354,7 +358,7 @@ class ServiceBackend:
                     done[i].set()
             return emit
 
-        key = self.service._adapter_keys.get(self.adapter) if self.adapter else None
+        key = self.service.engine_key(self.adapter)
         for i, conv in enumerate(conversations):
             ids = self.service.encode_chat(conv)
             while True:
