@@ -14,14 +14,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from secops_ai.cli.failure import fail as _fail
+from secops_ai.cli.failure import warn
+from secops_ai.cli.tables import fold_table
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
 
 
 def _report(result) -> None:
@@ -52,14 +50,16 @@ def run(
 ) -> None:
     """Fine-tune from CONFIG; the result lands in models/<provider>/<run-id>/ and is registered as a candidate."""
     from secops_ai.training import RunConfig, train
+    from secops_ai.training.runner import new_run_id
 
     try:
         cfg = RunConfig.from_yaml(config, overrides=list(overrides or []))
+        run_id = run_id or new_run_id(cfg)  # chosen here so an interrupted run can be named in the hint
         result = train(cfg, run_id=run_id, progress=progress)
     except _errors() as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; nothing was registered. Continue with `secops-ai train resume <run-id>` "
+        _fail(f"interrupted; nothing was registered. Continue with `secops-ai train resume {run_id}` "
               "(see `secops-ai train status`).")
     _report(result)
 
@@ -80,26 +80,36 @@ def resume_cmd(
 
 
 @app.command("status")
-def status(run_id: str | None = typer.Argument(None, help="One run's status and recent metrics as JSON.")) -> None:
+def status(
+    run_id: str | None = typer.Argument(None, help="One run's status and recent metrics as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the listing as JSON."),
+) -> None:
     """Runs started on this workspace: running, completed, failed or interrupted (a dead process = failed)."""
     from secops_ai.config import get_settings
-    from secops_ai.training.jobs import JobNotFound, list_runs, run_status
+    from secops_ai.training.jobs import JobNotFound, StatusUnreadable, list_runs, run_status
     from secops_ai.training.runner import last_checkpoint, work_root
 
     settings = get_settings()
     if run_id:
         try:
-            console.print_json(json.dumps(run_status(run_id, settings)))
-        except JobNotFound as exc:
-            _fail(str(exc))
+            typer.echo(json.dumps(run_status(run_id, settings), indent=2))
+        except (JobNotFound, StatusUnreadable) as exc:
+            _fail(f"training run {run_id}: {exc}" if isinstance(exc, StatusUnreadable) else str(exc))
+        return
+    warnings: list[str] = []
+    runs = list_runs(settings, warnings)
+    for w in warnings:
+        warn(w)
+    if as_json:
+        typer.echo(json.dumps(runs, indent=2))
         return
     table = Table("run id", "status", "step", "loss", "last checkpoint")
-    for run in list_runs(settings):
+    for run in runs:
         ckpt = last_checkpoint(work_root(settings) / run["id"])
         loss = run["summary"]["loss"]
         table.add_row(run["id"], run["status"], str(run["summary"]["step"]),
                       f"{loss:.4f}" if loss is not None else "-", ckpt.name if ckpt else "-")
-    console.print(table)
+    console.print(fold_table(table))
 
 
 @app.command("export")

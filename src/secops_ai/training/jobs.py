@@ -8,6 +8,7 @@ competes with it for the GIL, and a crash of either side leaves the other standi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,8 +18,11 @@ from typing import Any
 
 from secops_ai.config import Settings
 from secops_ai.config.atomic import atomic_write_text
+from secops_ai.config.confine import is_inside
 from secops_ai.training.config import RunConfig
 from secops_ai.training.runner import new_run_id, work_root
+
+log = logging.getLogger(__name__)
 
 
 class JobNotFound(LookupError):
@@ -62,50 +66,108 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+class StatusUnreadable(ValueError):
+    """A run's ``status.json`` is missing fields, not JSON, or lies outside the workspace."""
+
+
+def _read_json(path: Path, root: Path) -> Any:
+    """Parse a JSON file that must really live under ``root`` (a planted symlink out of it is refused)."""
+    if not is_inside(path, root):
+        raise StatusUnreadable(f"{path.name} is not a file inside the workspace")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StatusUnreadable(f"{path.name} is not valid JSON ({type(exc).__name__})") from None
+
+
+def _read_status(path: Path, root: Path) -> dict[str, Any]:
+    status = _read_json(path, root)
+    if not isinstance(status, dict) or status.get("status") not in _STATES:
+        raise StatusUnreadable(f"{path.name} has no valid 'status' (one of {', '.join(_STATES)})")
+    return status
+
+
+_STATES = ("queued", "running", "completed", "failed")
+
+
+def _metrics(path: Path, root: Path) -> list[dict[str, Any]]:
+    """Rows of metrics.jsonl; a torn or garbled line (a crash mid-write) is skipped, not fatal."""
+    if not path.is_file() or not is_inside(path, root):
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
 def run_status(run_id: str, settings: Settings, *, last: int = 50) -> dict[str, Any]:
-    """``{"id", "status", "run_name", "metrics": [...], "summary": {...}, "error"?}`` for a run."""
+    """``{"id", "status", "run_name", "metrics": [...], "summary": {...}, "error"?}`` for a run.
+
+    Raises :class:`JobNotFound` for an unknown id and :class:`StatusUnreadable` for a broken status file.
+    """
+    root = settings.workspace.root
     work = work_root(settings) / run_id
     status_file = work / "status.json"
-    if not status_file.is_file():
+    if "/" in run_id or run_id in ("", ".", "..") or not status_file.exists():
         raise JobNotFound(f"no training run {run_id!r}")
-    status = json.loads(status_file.read_text())
+    status = _read_status(status_file, root)
     proc = _children.get(run_id)
     if proc is not None and proc.poll() is not None:
         _children.pop(run_id, None)
-        status = json.loads(status_file.read_text())  # the child may have finished writing meanwhile
+        status = _read_status(status_file, root)  # the child may have finished writing meanwhile
         if status["status"] in ("queued", "running"):
             status["status"] = "failed"
-            status["error"] = _tail(work / "job.log")
+            status["error"] = _tail(work / "job.log", root)
     elif status["status"] in ("queued", "running") and proc is None and not _alive(status.get("pid")):
         status["status"] = "failed"
-        status["error"] = _tail(work / "job.log") or "the training process is gone"
-    rows = []
-    if (work / "metrics.jsonl").is_file():
-        rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    losses = [r for r in rows if "loss" in r]
+        status["error"] = _tail(work / "job.log", root) or "the training process is gone"
+    rows = _metrics(work / "metrics.jsonl", root)
+    losses = [r for r in rows if isinstance(r.get("loss"), int | float)]
     summary = {"step": rows[-1]["step"] if rows else 0, "loss": losses[-1]["loss"] if losses else None,
                "tokens_per_second": losses[-1].get("tokens_per_second") if losses else None}
-    out = {"id": run_id, "status": status["status"], "run_name": status.get("run_name"),
-           "metrics": rows[-last:], "summary": summary}
+    run_name = status.get("run_name") if isinstance(status.get("run_name"), str) else None
+    out = {"id": run_id, "status": status["status"], "run_name": run_name,
+           "metrics": rows[-last:] if last else [], "summary": summary}
     if status.get("error"):
-        out["error"] = status["error"]
-    if status["status"] == "completed":
-        run_name = status.get("run_name") or ""
+        out["error"] = str(status["error"])
+    if status["status"] == "completed" and run_name and ".." not in run_name.split("/"):
         run_json = settings.workspace.models / run_name / "run.json"
-        if run_json.is_file():
-            out["result"] = json.loads(run_json.read_text())["metrics"]
+        try:
+            result = _read_json(run_json, root) if run_json.is_file() else None
+        except StatusUnreadable:
+            result = None
+        if isinstance(result, dict) and isinstance(result.get("metrics"), dict):
+            out["result"] = result["metrics"]
     return out
 
 
-def list_runs(settings: Settings) -> list[dict[str, Any]]:
+def list_runs(settings: Settings, warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every training run's status, oldest id first. A run whose status cannot be read is skipped with a
+    warning (logged, and appended to ``warnings`` when given) so one broken file never fails the listing."""
     root = work_root(settings)
     if not root.is_dir():
         return []
-    return [run_status(p.parent.name, settings, last=0) for p in sorted(root.glob("*/status.json"))]
+    out = []
+    for p in sorted(root.glob("*/status.json")):
+        try:
+            out.append(run_status(p.parent.name, settings, last=0))
+        except (StatusUnreadable, JobNotFound) as exc:
+            msg = f"training run {p.parent.name}: skipped, {exc}"
+            log.warning(msg)
+            if warnings is not None:
+                warnings.append(msg)
+    return out
 
 
-def _tail(path: Path, chars: int = 2000) -> str:
+def _tail(path: Path, root: Path, chars: int = 2000) -> str:
+    if not is_inside(path, root):
+        return ""
     try:
-        return path.read_text()[-chars:]
+        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
     except OSError:
         return ""
