@@ -135,3 +135,21 @@ def test_broken_status_files_never_fail_the_listing(workspace: Workspace, client
     assert "sft-garbled: skipped" in result.stderr
     result = CliRunner().invoke(app, ["train", "status", "sft-garbled"], env={"SECOPS_HOME": str(workspace.root)})
     assert result.exit_code == 1 and "not valid JSON" in result.stderr and "Traceback" not in result.output
+
+
+def test_invalid_evals_json_is_an_openai_error(workspace: Workspace, client_for, tmp_path) -> None:
+    """Attack 10.7: an invalid evals.json gave a plain-text 500; a symlinked one must not be served."""
+    run = workspace.models / "builtin" / "run-x"
+    run.mkdir(parents=True)
+    (run / "evals.json").write_text('{"verdict": 1')
+    client = client_for()
+    resp = client.get("/models/builtin/run-x/evals")
+    assert resp.status_code == 409, resp.text
+    assert resp.json()["error"]["code"] == "evals_unreadable"
+    outside = tmp_path / "evals.json"
+    outside.write_text('{"secret": "HOST-SECRET"}')
+    link = workspace.models / "builtin" / "run-y"
+    link.mkdir()
+    (link / "evals.json").symlink_to(outside)
+    resp = client.get("/models/builtin/run-y/evals")
+    assert resp.status_code == 404 and "HOST-SECRET" not in resp.text

@@ -296,4 +296,8 @@ def load_results(settings: Settings, provider: str, run_id: str) -> GateReport |
         path = ws.models / provider / run_id / EVALS_FILE
     if ".." in (provider, run_id) or "/" in provider or "/" in run_id or not path.is_file():
         return None
+    from secops_ai.config.confine import is_inside
+
+    if not is_inside(path, ws.root):  # a planted link out of SECOPS_HOME is not a result
+        return None
     return GateReport.model_validate_json(path.read_text(encoding="utf-8"))

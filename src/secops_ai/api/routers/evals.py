@@ -20,7 +20,12 @@ def get_evals(provider: str, run_id: str, items: bool = Query(True, description=
     scores with thresholds, production and base comparison, and (unless ``items=false``) every item."""
     from secops_ai.evals.runner import load_results
 
-    report = load_results(settings, provider, run_id)
+    try:
+        report = load_results(settings, provider, run_id)
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        raise APIError(409, f"the stored evals.json of {provider}/{run_id} is unreadable ({type(exc).__name__}); "
+                            f"re-run `secops-ai eval gate {provider}/{run_id}`", param="run_id",
+                       code="evals_unreadable") from None
     if report is None:
         raise APIError(404, f"no evaluation results for model {provider}/{run_id}; run "
                             f"`secops-ai eval run {provider}/{run_id}`", param="run_id", code="evals_not_found")
