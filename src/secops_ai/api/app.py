@@ -24,6 +24,7 @@ from secops_ai.inference.remote import RemoteProxy
 from secops_ai.inference.service import ModelService
 from secops_ai.observability.logging import setup_logging
 from secops_ai.observability.metrics import install_metrics
+from secops_ai.observability.tracing import instrument_fastapi, setup_tracing, shutdown_tracing
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -31,7 +32,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
     """Build the app. ``load_model=False`` skips loading the model (routes that need it answer 503)."""
     settings = settings or get_settings()
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
+    setup_tracing()  # only when OTEL_* variables ask for it
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,12 +54,14 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             await service.stop()
             if app.state.remote is not None:
                 await app.state.remote.aclose()
+            shutdown_tracing()
 
     app = FastAPI(title="SecOps AI", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.remote = None
     install_error_handlers(app)
     install_metrics(app)
+    instrument_fastapi(app)  # HTTP server spans (no-op while tracing is off)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
     auth = [Depends(require_api_key)]
