@@ -16,6 +16,21 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+@app.callback()
+def _observability() -> None:
+    # Every command traces to the collector named by OTEL_* (off when unset) and honours SECOPS_LOG_FORMAT.
+    import atexit
+    import os
+
+    from secops_ai.observability.logging import setup_logging
+    from secops_ai.observability.tracing import setup_tracing, shutdown_tracing
+
+    if os.environ.get("SECOPS_LOG_FORMAT", "").lower() == "json":
+        setup_logging(os.environ.get("SECOPS_LOG_LEVEL", "INFO"), "json")
+    if setup_tracing():
+        atexit.register(shutdown_tracing)
+
+
 app.command("serve", help="Start the OpenAI-compatible API server (and web UI).")(serve.serve)
 app.command("chat", help="Streaming terminal chat with the configured model, local or remote.")(chat.chat)
 app.add_typer(serve.base_app, name="base", help="Prepare and inspect the base model.")

@@ -51,8 +51,10 @@ def serve(
             raise typer.Exit(2) from exc
     console.print(f"[bold]SecOps AI[/] serving on http://{settings.host}:{settings.port}  "
                   f"(workspace {settings.workspace.root}; UI at /ui, docs at /docs)")
+    # JSON logs: uvicorn's own handlers would print plain text, so its loggers propagate to ours instead.
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                timeout_graceful_shutdown=5)
+                log_config=log_config, timeout_graceful_shutdown=5)
 
 
 @base_app.command("prepare")
