@@ -18,33 +18,67 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from secops_ai.agents.safe_paths import (
+    QuotaExceeded,
+    UnsafePath,
+    copy_tree,
+    links,
+    read_inside,
+    rel_parts,
+    symlink_on_path,
+    walk,
+)
 from secops_ai.agents.sandbox import Sandbox, SandboxLimits
 from secops_ai.agents.tools.base import Tool, ToolArgs, ToolContext, ToolResult, cap_text
 from secops_ai.agents.tools.reports import SEVERITY_ORDER, Finding, diff_findings, render_findings
 from secops_ai.agents.tools.scanners import ScanError, ScannerName, scan
 
-_HEADER = re.compile(r"^(---|\+\+\+) (\S+)")
+_HEADER = re.compile(r"^(---|\+\+\+) (.+)$")
+_GIT_PATHS = re.compile(r"^(rename from|rename to|copy from|copy to|Index:) (.+)$")
+_GIT_MODE = re.compile(r"^(new file mode|deleted file mode|new mode|old mode|index \S+) (\d{6})\s*$")
+_LINK_MODE = "120000"
+LINK_REFUSAL = "patches may not create, change, replace or go through symlinks"
 
 
 class PatchError(ValueError):
     """A diff that is malformed or touches paths outside the working copy."""
 
 
+def _header_name(raw: str) -> str:
+    """A ``---``/``+++`` file name without its tab-separated timestamp (and git's C-style quotes)."""
+    name = raw.split("\t", 1)[0].rstrip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape", "replace")
+    return name
+
+
+def _check_name(name: str, n: int) -> None:
+    try:
+        rel_parts(name)
+    except UnsafePath:
+        raise PatchError(f"diff line {n}: path {name!r} must be relative to the workspace, without '..'") from None
+
+
 def diff_paths(diff: str) -> tuple[list[str], int]:
-    """(files the diff touches, strip level for ``patch -p``); rejects absolute and ``..`` paths."""
+    """(files the diff touches, strip level for ``patch -p``); rejects absolute and ``..`` paths and symlinks."""
     if "\n@@ " not in "\n" + diff:
         raise PatchError("not a unified diff: no '@@ -a,b +c,d @@' hunk header")
     names: list[str] = []
     for n, line in enumerate(diff.splitlines(), 1):
+        mode = _GIT_MODE.match(line)
+        if mode and mode.group(2) == _LINK_MODE:
+            raise PatchError(f"diff line {n}: a symlink (mode {_LINK_MODE}); {LINK_REFUSAL}")
+        other = _GIT_PATHS.match(line)
+        if other:
+            _check_name(_header_name(other.group(2)), n)
+            continue
         m = _HEADER.match(line)
         if not m:
             continue
-        name = m.group(2)
+        name = _header_name(m.group(2))
         if name == "/dev/null":
             continue
-        p = PurePosixPath(name)
-        if p.is_absolute() or ".." in p.parts:
-            raise PatchError(f"diff line {n}: path {name!r} must be relative to the workspace, without '..'")
+        _check_name(name, n)
         names.append(name)
     if not names:
         raise PatchError("not a unified diff: no '--- a/file' / '+++ b/file' headers")
@@ -53,32 +87,58 @@ def diff_paths(diff: str) -> tuple[list[str], int]:
     return files, strip
 
 
+def links_on_paths(root: Path, files: list[str]) -> list[str]:
+    """Messages for each touched path that is, or goes through, a symlink in ``root``."""
+    out = []
+    for rel in files:
+        link = symlink_on_path(root, rel)
+        if link is not None:
+            what = "is a symlink" if link == rel else f"goes through {link!r}, which is a symlink or not a folder"
+            out.append(f"{rel!r} {what}")
+    return out
+
+
 def tree_diff(original: Path, copy: Path, *, max_file_bytes: int = 1 << 20) -> str:
-    """Unified diff (``a/`` = original, ``b/`` = copy) of every text file that differs; skips ``.git``."""
-    def files(root: Path) -> set[str]:
-        out = set()
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git")
-            for name in filenames:
-                out.add(os.path.relpath(os.path.join(dirpath, name), root))
-        return out
+    """Unified diff (``a/`` = original, ``b/`` = copy) of every text file that differs; skips ``.git``.
 
-    def read(path: Path) -> list[str] | None:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size > max_file_bytes:
-            return None if path.exists() else []
-        data = path.read_bytes()
-        if b"\0" in data:
-            return None
-        return data.decode("utf-8", "replace").splitlines(keepends=True)
-
-    chunks = []
-    for rel in sorted(files(original) | files(copy)):
-        a, b = read(original / rel), read(copy / rel)
-        if a is None or b is None or a == b:
+    Both trees are walked and read without following links (:mod:`secops_ai.agents.safe_paths`): a path is
+    read on a side only when it is a regular file reached through real folders of that side, so a copy holding
+    ``d/shadow`` where the original has ``d -> /etc`` never reads the host's file. Links, special, binary and
+    large files that differ are listed in ``#`` lines before the diff (which ``patch`` and ``git apply`` skip).
+    """
+    a_tree, b_tree = walk(original), walk(copy)
+    notes: list[str] = []
+    chunks: list[str] = []
+    for rel in sorted(a_tree.keys() | b_tree.keys()):
+        kinds = (a_tree.get(rel), b_tree.get(rel))
+        if "link" in kinds or "special" in kinds:
+            if kinds == ("link", "link") and os.readlink(original / rel) == os.readlink(copy / rel):
+                continue
+            notes.append(f"# not diffed: {rel} ({' -> '.join(k or 'absent' for k in kinds)}; links are not followed)")
+            continue
+        a, b = _lines(original, rel, kinds[0], max_file_bytes), _lines(copy, rel, kinds[1], max_file_bytes)
+        if a is None or b is None:
+            if a != b:
+                notes.append(f"# not diffed: {rel} (binary or larger than {max_file_bytes} bytes)")
+            continue
+        if a == b:
             continue
         old, new = (f"a/{rel}" if a else "/dev/null"), (f"b/{rel}" if b else "/dev/null")
         chunks.extend(difflib.unified_diff(a, b, old, new))
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in chunks)
+    body = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in chunks)
+    return "".join(f"{note}\n" for note in notes) + body
+
+
+def _lines(root: Path, rel: str, kind: str | None, max_bytes: int) -> list[str] | None:
+    """A file's lines ([] when absent), or ``None`` when it cannot be shown (binary, large, unreadable)."""
+    if kind is None:
+        return []
+    got = read_inside(root, rel, max_bytes=max_bytes)
+    if got.kind == "missing":
+        return []
+    if got.data is None or b"\0" in got.data:
+        return None
+    return got.data.decode("utf-8", "replace").splitlines(keepends=True)
 
 
 def apply_diff(sandbox: Sandbox, root: Path, diff: str, strip: int) -> tuple[bool, str]:
@@ -90,19 +150,21 @@ def apply_diff(sandbox: Sandbox, root: Path, diff: str, strip: int) -> tuple[boo
     return result.ok, (result.stdout + result.stderr).strip()
 
 
-def replace_tree(dest: Path, src: Path) -> None:
-    """Make ``dest``'s contents equal ``src``'s (``dest`` keeps its inode, so a sandbox bound to it still works)."""
-    for entry in list(dest.iterdir()):
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
+def replace_tree(dest: Path, src: Path, *, max_bytes: int | None = None) -> None:
+    """Make ``dest``'s contents equal ``src``'s (``dest`` keeps its inode, so a sandbox bound to it still works).
+
+    Links are copied as links and never followed; special files are dropped.
+    """
+    for entry in list(os.scandir(dest)):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
         else:
-            entry.unlink()
-    for entry in src.iterdir():
-        target = dest / entry.name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, target, symlinks=True)
-        else:
-            shutil.copy2(entry, target, follow_symlinks=False)
+            os.unlink(entry.path)
+    staging = dest / f".secops-staging-{os.getpid()}"
+    copy_tree(src, staging, max_bytes=max_bytes)
+    for entry in list(os.scandir(staging)):
+        os.rename(entry.path, dest / entry.name)
+    os.rmdir(staging)
 
 
 class ProposePatchArgs(ToolArgs):
@@ -129,6 +191,11 @@ class ProposePatch(Tool):
             files, strip = diff_paths(args.diff)
         except PatchError as exc:
             return ToolResult.failure(str(exc))
+        through = links_on_paths(ctx.workspace, files)
+        if through:
+            return ToolResult.failure(f"refused: {'; '.join(through)}; {LINK_REFUSAL}",
+                                      data={"applied": False, "files": files})
+        quota = getattr(ctx.sandbox, "disk_quota", None)
         try:
             before = scan(ctx.sandbox, ctx.workspace, args.scanner, args.path).findings
         except ScanError as exc:
@@ -137,7 +204,11 @@ class ProposePatch(Tool):
         scratch = Path(tempfile.mkdtemp(prefix="secops-patch-"))
         try:
             candidate = scratch / "candidate"
-            shutil.copytree(ctx.workspace, candidate, symlinks=True)
+            try:
+                copy_tree(ctx.workspace, candidate, max_bytes=quota)
+            except QuotaExceeded as exc:
+                return ToolResult.failure(f"the working copy is over the run's disk quota ({exc})")
+            links_before = links(candidate)
             ctx.sandbox.adopt(candidate)
             applied, log = apply_diff(ctx.sandbox, candidate, args.diff, strip)
             if not applied:
@@ -145,6 +216,11 @@ class ProposePatch(Tool):
                     "the diff does not apply to the working copy", f"patch said:\n{cap_text(log, 3000)[0]}",
                     {"applied": False, "files": files},
                 )
+            changed = sorted(set(links(candidate).items()) ^ set(links_before.items()))
+            if changed:  # defence in depth: patch itself made or swapped a link the header checks did not see
+                names = ", ".join(sorted({rel for rel, _ in changed}))
+                return ToolResult.failure(f"refused: the patch changed the symlink(s) {names}; {LINK_REFUSAL}",
+                                          data={"applied": False, "files": files})
             try:
                 after = scan(ctx.sandbox, candidate, args.scanner, args.path).findings
             except ScanError as exc:
@@ -153,7 +229,7 @@ class ProposePatch(Tool):
             verified = is_verified(disappeared, introduced)
             kept = args.keep == "always" or (args.keep == "if_verified" and verified)
             if kept:
-                replace_tree(ctx.workspace, candidate)
+                replace_tree(ctx.workspace, candidate, max_bytes=quota)
                 ctx.sandbox.adopt(ctx.workspace)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
