@@ -49,6 +49,9 @@ class RunConfig(BaseModel):
     lora_target: str = Field(
         default="all", description="'all' (every linear layer but the head) or comma-separated module names.")
     quantization_bit: Literal[4, 8] | None = Field(default=None, description="QLoRA through bitsandbytes; CUDA only.")
+    adapter_name_or_path: str | None = Field(
+        default=None, description="Continue training this LoRA adapter (a run folder) instead of a new one; "
+        "for DPO its initial copy is the reference (evolve trains each iteration from the current adapter).")
 
     # optimisation
     learning_rate: float = Field(default=2e-4, gt=0.0, le=1.0)
@@ -75,10 +78,19 @@ class RunConfig(BaseModel):
 
     # bookkeeping
     logging_steps: int = Field(default=1, ge=1)
+    report_to: list[Literal["none", "tensorboard", "mlflow", "wandb", "trackio"]] = Field(
+        default_factory=lambda: ["none"],
+        description="Experiment trackers TRL logs to (installed separately); tensorboard logs land in the run folder.",
+    )
     save_steps: int = Field(default=50, ge=1, description="Checkpoint every N steps (for resuming).")
     run_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$",
                                  description="Prefix of the run id; default '<stage>-<dataset name>'.")
     description: str | None = None
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",")] if isinstance(value, str) else value  # "a,b" like TRL's CLI
 
     @field_validator("dataset")
     @classmethod

@@ -52,7 +52,7 @@ def common_args(config: RunConfig, output_dir: Path, *, cuda: bool, distributed:
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=2,
-        report_to="none",
+        report_to=config.report_to,
         disable_tqdm=True,
         use_cpu=not cuda,
         ddp_backend=("gloo" if not cuda else "nccl") if distributed else None,

@@ -21,6 +21,7 @@ from typing import Any
 
 from secops_ai.config import Settings, get_settings
 from secops_ai.config.atomic import atomic_dir, atomic_write_text
+from secops_ai.observability.tracing import set_attributes, stage_span
 from secops_ai.training.config import RunConfig
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,19 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
 
     Passing the ``run_id`` of an interrupted run resumes it from its last checkpoint (the config must be the
     one it started with). Other providers (llamafactory, unsloth) are dispatched from here too.
+    The run is one trace span (``train <stage>``) with a child span per stage and the final metrics.
     """
+    with stage_span(f"train {config.stage}", {"secops.train.stage": config.stage, "secops.train.provider":
+                                              config.provider, "secops.train.dataset": config.dataset,
+                                              "secops.train.seed": config.seed}) as span:
+        result = _train(config, settings, run_id=run_id, progress=progress, callbacks=callbacks)
+        set_attributes(span, {"secops.run": result.run_name, **{
+            f"secops.metrics.{k}": v for k, v in result.metrics.items() if isinstance(v, int | float | str)}})
+        return result
+
+
+def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, progress: bool,
+           callbacks: list | None) -> RunResult:
     settings = settings or get_settings()
     settings.workspace.ensure()
     if config.provider == "llamafactory":
@@ -222,6 +235,10 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
         model, tokenizer = unsloth.load(config, model_dir)  # already carries the LoRA layers
     else:
         model, tokenizer = load_base(config, model_dir, cuda=cuda)
+        if config.adapter_name_or_path:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
     cbs = [MetricsLogger(work_dir / "metrics.jsonl"), *(callbacks or [])]
     if progress:
         cbs.append(RichProgress(f"{config.stage} {run_id}"))
@@ -238,7 +255,8 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
     started = time.time()
     restore = _interrupt_on_sigterm()
     try:
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with stage_span("train.fit", {"secops.train.resumed_from": resume_from.name if resume_from else None}):
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except BaseException as exc:
         if _is_main():
             atomic_write_text(work_dir / "status.json", json.dumps(
@@ -265,6 +283,9 @@ def train(config: RunConfig, settings: Settings | None = None, *, run_id: str | 
             # model_card.md is the card; training_args.bin is a pickle nobody should have to unpickle to serve.
             for extra in ("README.md", "training_args.bin"):
                 (tmp / extra).unlink(missing_ok=True)
+            shutil.rmtree(tmp / "ref", ignore_errors=True)  # TRL's frozen copy of a continued adapter
+            if (work_dir / "checkpoints" / "runs").is_dir():  # report_to: tensorboard writes here
+                shutil.copytree(work_dir / "checkpoints" / "runs", tmp / "tensorboard")
             write_run_folder(tmp, config=config, run_name=run_name, model_dir=model_dir, data_info=data_info,
                              metrics=metrics, work_dir=work_dir, started=started,
                              versions=library_versions(), world_size=_world_size())
