@@ -24,6 +24,7 @@ from secops_ai.evals.report import render_report
 from secops_ai.evals.result import SuiteResult, make_result
 from secops_ai.evals.suites import SUITES, ScoreContext
 from secops_ai.inference.backend import ChatBackend, GenerationParams
+from secops_ai.observability.tracing import record_finished_span, stage_span
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,16 @@ class Target:
 
 def evaluate_model(backend: ChatBackend, config: GateConfig, model: str, *, progress: ProgressFn | None = None,
                    judge: ChatBackend | None = None, suites: list[str] | None = None) -> ModelEval:
-    """Every suite of ``config`` (or the named subset) on ``backend``: batched, greedy, fixed seed."""
+    """Every suite of ``config`` (or the named subset) on ``backend``: batched, greedy, fixed seed.
+
+    Traced as one ``evaluate <model>`` span with an ``eval <suite>`` child per suite (scores as attributes).
+    """
+    with stage_span(f"evaluate {model}", {"gen_ai.request.model": model, "secops.eval.gate": config.name}):
+        return _evaluate_model(backend, config, model, progress=progress, judge=judge, suites=suites)
+
+
+def _evaluate_model(backend: ChatBackend, config: GateConfig, model: str, *, progress: ProgressFn | None,
+                    judge: ChatBackend | None, suites: list[str] | None) -> ModelEval:
     names = suites or list(config.suites)
     unknown = [n for n in names if n not in config.suites]
     if unknown:
@@ -120,6 +130,9 @@ def evaluate_model(backend: ChatBackend, config: GateConfig, model: str, *, prog
                                        "seed": config.seed, **cfg.options}, notes=notes)
         result.duration_s = round(time.perf_counter() - suite_start, 3)
         results[name] = result
+        record_finished_span(f"eval {name}", result.duration_s, {
+            "gen_ai.request.model": model, "secops.eval.suite": name, "secops.eval.items": len(items),
+            "secops.eval.passed": result.passed, **{f"secops.eval.{k}": v for k, v in result.metrics.items()}})
     elapsed = time.perf_counter() - started
     return ModelEval(model=model, backend=getattr(backend, "name", "?"), gate=config.name,
                      gate_version=config.version, fingerprint=config.fingerprint(),
