@@ -15,12 +15,14 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: system-deps $(STAMP)
 
-# Debian packages: bubblewrap (agent sandbox), flawfinder (C scanner), chromium (browser tests).
+# Debian packages: bubblewrap (agent sandbox), flawfinder (C scanner), chromium (browser tests),
+# prometheus (scrapes /metrics in the observability test).
 system-deps:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v flawfinder >/dev/null || missing="$$missing flawfinder"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -38,6 +40,8 @@ $(STAMP): pyproject.toml
 	# semgrep pins click/opentelemetry tightly: it gets its own venv, linked into ours.
 	test -x .venv-semgrep/bin/semgrep || { $(PYTHON) -m venv .venv-semgrep && .venv-semgrep/bin/pip install -q 'semgrep==1.185.0'; }
 	ln -sf ../../.venv-semgrep/bin/semgrep $(BIN)/semgrep
+	# Arize Phoenix: a real OTLP receiver for the tracing tests (its pins differ from ours: own venv too).
+	test -x .venv-phoenix/bin/phoenix || { $(PYTHON) -m venv .venv-phoenix && .venv-phoenix/bin/pip install -q 'arize-phoenix==20.26.1'; }
 	touch $(STAMP)
 
 serve: setup
@@ -58,4 +62,4 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-semgrep .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-semgrep .venv-phoenix .pytest_cache .ruff_cache
