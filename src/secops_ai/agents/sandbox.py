@@ -10,7 +10,13 @@ What a sandboxed process sees and may do:
 - no network (own network namespace: loopback only), own PID/IPC/UTS namespaces;
 - an unprivileged uid with no capabilities and ``no_new_privs``;
 - rlimits on CPU seconds, address space, processes, file size and open files; a wall-clock timeout that kills
-  the whole sandbox; stdout/stderr capped while they are read (a flood is drained then killed, never buffered).
+  the whole sandbox; stdout/stderr capped while they are read (a flood is drained then killed, never buffered);
+- a disk quota over everything the sandbox's working copies hold (watched while a command runs: the command is
+  killed when the copies pass it);
+- no new user namespaces: a seccomp filter makes ``unshare(CLONE_NEWUSER)``/``clone(CLONE_NEWUSER)`` fail with
+  EPERM (``clone3`` with ENOSYS, so libc falls back to ``clone``), so ``unshare -Ur`` cannot give uid 0 inside;
+- bubblewrap's options (host paths of the copy and the bound prefixes) are passed through a file descriptor
+  (``--args``), so ``/proc/1/cmdline`` inside shows no host path.
 
 Why an unprivileged uid: Linux never enforces ``RLIMIT_NPROC`` for the root user, so a fork bomb run as root is
 only stopped by the timeout. When we run as root, each :class:`Sandbox` picks its own unused uid and drops to it
@@ -26,11 +32,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
+import logging
 import os
+import platform
 import secrets
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -41,6 +51,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from secops_ai.agents.safe_paths import QuotaExceeded, copy_tree, tree_usage
+
+log = logging.getLogger(__name__)
 
 SANDBOX_ROOT = "/workspace"
 INSTALL_HINT = "install it with `apt-get install bubblewrap` (Debian/Ubuntu) or `dnf install bubblewrap`"
@@ -155,8 +169,12 @@ class Sandbox:
         ro_paths: Sequence[Path] = (),
         env: Mapping[str, str] | None = None,
         bwrap: str = "bwrap",
+        disk_quota: int | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
+        # Bytes all of this sandbox's working copies (and the roots it ran in) may hold together; None: no cap.
+        self.disk_quota = disk_quota
+        self._roots: set[Path] = set()
         self.bwrap = find_bwrap(bwrap)
         self.root = Path(root).resolve() if root is not None else None
         self.ro_paths = [*_python_prefixes(), *(Path(p).resolve() for p in ro_paths)]
@@ -170,11 +188,14 @@ class Sandbox:
 
 
     # -- working copies ---------------------------------------------------------------------------------------
-    def working_copy(self, original_dir: Path, dest: Path | None = None) -> Path:
+    def working_copy(self, original_dir: Path, dest: Path | None = None, *, max_bytes: int | None = None,
+                     max_files: int | None = None) -> Path:
         """Copy ``original_dir`` into a private folder the sandbox may write, and make it this sandbox's root.
 
         The original is only read. Symlinks are copied as links (they resolve inside the sandbox's view, so a
-        link to a host file outside the copy points at nothing there).
+        link to a host file outside the copy points at nothing there); FIFOs, sockets and devices are skipped.
+        :class:`~secops_ai.agents.safe_paths.QuotaExceeded` when the original holds more than ``max_bytes``
+        (default: the disk quota) or ``max_files``; nothing is left behind then.
         """
         src = Path(original_dir).resolve()
         if not src.is_dir():
@@ -186,7 +207,13 @@ class Sandbox:
         dest = Path(dest).resolve()
         if dest == src or src in dest.parents:
             raise ValueError(f"working copy {dest} must not be inside the original {src}")
-        shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        limit = max_bytes if max_bytes is not None else self.disk_quota
+        try:
+            copy_tree(src, dest, max_bytes=limit, max_files=max_files, skip=frozenset({".git"}))
+        except QuotaExceeded:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        self._roots.add(dest)
         self.adopt(dest)
         if self.root is None:
             self.root = dest
@@ -217,8 +244,15 @@ class Sandbox:
     def command(
         self, argv: Sequence[str], root: Path, cwd: str, limits: SandboxLimits, ro_paths: Sequence[Path] = ()
     ) -> list[str]:
-        """The full bwrap command line (exposed for docs and debugging)."""
-        cmd = [self.bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        """The full bwrap command line (exposed for docs and debugging; :meth:`run` passes the options by fd)."""
+        options, tail = self._parts(argv, root, cwd, limits, ro_paths)
+        return [self.bwrap, *options, *tail]
+
+    def _parts(
+        self, argv: Sequence[str], root: Path, cwd: str, limits: SandboxLimits, ro_paths: Sequence[Path] = ()
+    ) -> tuple[list[str], list[str]]:
+        """(bubblewrap's options, the command after them: setpriv/prlimit wrappers and ``argv``)."""
+        cmd = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
         if not self.privileged:
             cmd.append("--unshare-user")
         cmd += ["--die-with-parent", "--new-session", "--clearenv"]
@@ -253,14 +287,31 @@ class Sandbox:
         }
         for key, value in env.items():
             cmd += ["--setenv", key, value]
+        tail: list[str] = []
         if self.privileged:
-            cmd += ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
+            tail += ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
         cpu = limits.cpu_seconds
-        cmd += ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={limits.memory_bytes}",
-                f"--nproc={limits.max_processes}", f"--fsize={limits.max_file_size}",
-                f"--nofile={limits.max_open_files}", "--core=0", "--"]
-        return [*cmd, *argv]
+        tail += ["prlimit", f"--cpu={cpu}:{cpu + 1}", f"--as={limits.memory_bytes}",
+                 f"--nproc={limits.max_processes}", f"--fsize={limits.max_file_size}",
+                 f"--nofile={limits.max_open_files}", "--core=0", "--"]
+        return cmd, [*tail, *argv]
+
+    def _launch(self, options: list[str], tail: list[str]) -> tuple[list[str], list[int]]:
+        """The argv to exec and the fds it must inherit: options through ``--args`` and the seccomp program.
+
+        Passing the options by fd keeps host paths (the copy's folder, bound prefixes) out of bubblewrap's own
+        argv, which is what ``/proc/1/cmdline`` shows inside the sandbox.
+        """
+        fds = [_memfd("secops-bwrap-args", b"".join(o.encode() + b"\0" for o in options))]
+        argv = [self.bwrap, "--args", str(fds[0])]
+        program = _seccomp_program()
+        if program is not None:
+            fds.append(_memfd("secops-bwrap-seccomp", program))
+            argv += ["--seccomp", str(fds[1])]
+        elif not self.privileged:
+            argv.append("--disable-userns")
+        return [*argv, *tail], fds
 
     def _inner_cwd(self, root: Path, cwd: Path | str | None) -> str:
         if cwd is None:
@@ -305,17 +356,26 @@ class Sandbox:
         args = ["/bin/sh", "-c", argv] if isinstance(argv, str) else list(argv)
         if not args:
             raise ValueError("empty command")
-        full = self.command(args, run_root, self._inner_cwd(run_root, cwd), limits, ro_paths)
+        full, fds = self._launch(*self._parts(args, run_root, self._inner_cwd(run_root, cwd), limits, ro_paths))
+        roots = {*self._roots, run_root}
+        quota = self.disk_quota
+        next_check, check_every = 0.0, 0.25
 
         start = time.monotonic()
-        proc = subprocess.Popen(
-            full,
-            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # bwrap leads its own process group: one killpg reaches it
-            close_fds=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                full,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # bwrap leads its own process group: one killpg reaches it
+                close_fds=True,
+                pass_fds=fds,
+                env=_BWRAP_ENV,  # bwrap's init is pid 1 inside: the host's environment must not be in its environ
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
         if stdin is not None:  # fed from a thread: a command that writes before it reads must not deadlock us
             threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
         kept = {"stdout": bytearray(), "stderr": bytearray()}
@@ -335,7 +395,15 @@ class Sandbox:
                 if remaining <= 0:
                     timed_out, kill_reason = True, f"wall timeout {limits.wall_timeout}s"
                     break
-                for key, _ in sel.select(timeout=min(remaining, 1.0)):
+                if quota is not None and time.monotonic() >= next_check:
+                    t0 = time.monotonic()
+                    if _usage(roots, quota) > quota:
+                        killed, kill_reason = True, f"disk quota: the working copies passed {quota} bytes"
+                        break
+                    check_every = max(0.25, 5 * (time.monotonic() - t0))  # big trees: walk less often
+                    next_check = time.monotonic() + check_every
+                wait = min(remaining, check_every if quota is not None else 1.0)
+                for key, _ in sel.select(timeout=wait):
                     chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
                     if not chunk:
                         sel.unregister(key.fileobj)
@@ -367,6 +435,8 @@ class Sandbox:
             sel.close()
             proc.stdout.close()
             proc.stderr.close()
+        if quota is not None and not (killed or timed_out) and _usage(roots, quota) > quota:
+            killed, kill_reason = True, f"disk quota: the working copies passed {quota} bytes"
         exit_code = proc.returncode
         if exit_code is not None and exit_code < 0:  # killed by a signal before bwrap could report
             exit_code = 128 - exit_code
@@ -430,15 +500,78 @@ def _self_test(sandbox: Sandbox) -> None:
     if key in _WORKING:
         return
     with tempfile.TemporaryDirectory(prefix="secops-sandbox-check-") as tmp:
-        argv = sandbox.command(["true"], Path(tmp), SANDBOX_ROOT, SandboxLimits(wall_timeout=30))
+        argv, fds = sandbox._launch(*sandbox._parts(["true"], Path(tmp), SANDBOX_ROOT, SandboxLimits(wall_timeout=30)))
         try:
-            proc = subprocess.run(argv, capture_output=True, timeout=30)
+            proc = subprocess.run(argv, capture_output=True, timeout=30, pass_fds=fds, env=_BWRAP_ENV)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from None
+        finally:
+            for fd in fds:
+                os.close(fd)
     if proc.returncode != 0:
         message = proc.stderr.decode("utf-8", "replace").strip() or f"exit code {proc.returncode}"
         raise SandboxUnavailable(f"bubblewrap cannot create a sandbox on this host: {message}; {_NAMESPACE_HINT}")
     _WORKING.add(key)
+
+
+_BWRAP_ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+
+
+def _usage(roots: set[Path], quota: int) -> int:
+    return sum(tree_usage(r, max_bytes=quota + 1)[0] for r in roots if r.is_dir())
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous file holding ``data``, positioned at its start (what ``--args``/``--seccomp`` read)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+# seccomp: refuse new user namespaces. (AUDIT_ARCH, {syscall: number}) per architecture.
+_SECCOMP_ARCH = {
+    "x86_64": (0xC000003E, {"unshare": 272, "clone": 56, "clone3": 435}),
+    "aarch64": (0xC00000B7, {"unshare": 97, "clone": 220, "clone3": 435}),
+}
+_CLONE_NEWUSER = 0x10000000
+_warned_no_seccomp = False
+
+
+def _seccomp_program() -> bytes | None:
+    """A classic-BPF seccomp filter: ``unshare``/``clone`` with ``CLONE_NEWUSER`` fail with EPERM, ``clone3``
+    with ENOSYS (its flags sit in memory a filter cannot read; libc then falls back to ``clone``), and every
+    syscall of a foreign ABI (i386 ``int 0x80``, x32) fails, so none of them reaches around the filter."""
+    global _warned_no_seccomp
+    arch = _SECCOMP_ARCH.get(platform.machine())
+    if arch is None:
+        if not _warned_no_seccomp:
+            log.warning("no seccomp filter for %s: nested user namespaces are only blocked by --disable-userns "
+                        "(non-root) here", platform.machine())
+            _warned_no_seccomp = True
+        return None
+    audit, nr = arch
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, eperm, enosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
+    program = [
+        (ld, 0, 0, 4),                      # 0  A = arch
+        (jeq, 1, 0, audit),                 # 1  native ABI -> 3
+        (ret, 0, 0, eperm),                 # 2  foreign ABI: refuse
+        (ld, 0, 0, 0),                      # 3  A = syscall number
+        (jge, 7, 0, 0x40000000),            # 4  x32 ABI -> 12
+        (jeq, 3, 0, nr["unshare"]),         # 5  -> 9
+        (jeq, 2, 0, nr["clone"]),           # 6  -> 9
+        (jeq, 5, 0, nr["clone3"]),          # 7  -> 13
+        (ret, 0, 0, allow),                 # 8
+        (ld, 0, 0, 16),                     # 9  A = low 32 bits of args[0] (the flags)
+        (jset, 1, 0, _CLONE_NEWUSER),       # 10 CLONE_NEWUSER -> 12
+        (ret, 0, 0, allow),                 # 11
+        (ret, 0, 0, eperm),                 # 12
+        (ret, 0, 0, enosys),                # 13
+    ]
+    return b"".join(struct.pack("=HBBI", code, jt, jf, k) for code, jt, jf, k in program)
 
 
 def _feed(pipe: Any, data: bytes) -> None:
