@@ -256,3 +256,70 @@ def test_gzipped_logs_import(store: DatasetStore, tmp_path: Path) -> None:
         fh.write(AUTH_AND_WEB_LOG)
     m = import_dataset(store, "logs", log, pseudonymizer=Pseudonymizer("k"))
     assert m.record_count == 6 and m.ref == "imports/auth@1"
+
+
+def test_format_is_detected_and_a_mismatch_or_empty_result_fails(store: DatasetStore, tmp_path: Path) -> None:
+    """Issue 15.5: `data import bandit-json <a SARIF file>` succeeded with 0 records; a SARIF without a tool was
+    accepted as 'unknown'. Each now fails naming the problem, and nothing is written."""
+    from secops_ai.data.importers.detect import detect_format
+    from secops_ai.data.store import DatasetError
+
+    src = _scan_py(tmp_path)
+    sarif, bandit = tmp_path / "scan.sarif", tmp_path / "scan.json"
+    subprocess.run([_bin("bandit"), "-q", "-f", "sarif", "-o", str(sarif), "vuln.py"], cwd=src, check=False)
+    subprocess.run([_bin("bandit"), "-q", "-f", "json", "-o", str(bandit), "vuln.py"], cwd=src, check=False)
+    log = tmp_path / "auth.log"
+    log.write_text(AUTH_AND_WEB_LOG)
+    assert (detect_format(sarif), detect_format(bandit), detect_format(log)) == ("sarif", "bandit-json", "logs")
+    with pytest.raises(DatasetError, match=r"looks like sarif, not bandit-json"):
+        import_dataset(store, "bandit-json", sarif)
+    with pytest.raises(DatasetError, match=r"looks like bandit-json, not sarif"):
+        import_dataset(store, "sarif", bandit)
+    with pytest.raises(DatasetError, match=r"looks like sarif, not logs"):
+        import_dataset(store, "logs", sarif)
+    no_tool = tmp_path / "notool.sarif"
+    no_tool.write_text(json.dumps({"version": "2.1.0", "runs": [{"results": [{"ruleId": "x", "message": {
+        "text": "m"}}]}]}))
+    with pytest.raises(RecordValidationError, match=r"tool\.driver\.name"):
+        import_dataset(store, "sarif", no_tool)
+    empty = tmp_path / "empty.sarif"
+    empty.write_text(json.dumps({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "Bandit"}},
+                                                               "results": []}]}))
+    with pytest.raises(DatasetError, match=r"no records found as sarif"):
+        import_dataset(store, "sarif", empty)
+    odd = tmp_path / "odd.sarif"
+    odd.write_text(json.dumps({"version": "2.1.0", "runs": [{"tool": {"driver": {"name": "X"}},
+                                                             "results": ["not an object"]}]}))
+    with pytest.raises(RecordValidationError, match=r"results\[0\]"):
+        import_dataset(store, "sarif", odd)
+    assert store.list() == [] and not list(store.root.rglob("*.partial"))
+    assert import_dataset(store, "sarif", empty, allow_empty=True).record_count == 0
+    m = import_dataset(store, "auto", bandit, name="auto-bandit")
+    assert m.generator.config["format"] == "bandit-json" and m.record_count == len(json.loads(bandit.read_text())[
+        "results"])
+
+
+def test_semgrep_rule_ids_lose_the_checkout_path(store: DatasetStore, tmp_path: Path) -> None:
+    """Issue 15.6: a rule loaded from a local file got the file's folder as a prefix
+    (tmp.x.proj.src.rules.python-eval-use), which leaked a checkout path into datasets and training text."""
+    proj = tmp_path / "proj"
+    (proj / "src" / "rules").mkdir(parents=True)
+    (proj / "src" / "rules" / "py.yaml").write_text(SEMGREP_RULES)
+    (proj / "vuln.py").write_text(VULN_PY)
+    semgrep = str(REPO / ".venv/bin/semgrep") if (REPO / ".venv/bin/semgrep").exists() else _bin("semgrep")
+    outs = {}
+    for fmt, flag in (("sarif", "--sarif"), ("semgrep-json", "--json")):
+        out = tmp_path / f"out.{fmt}"
+        proc = subprocess.run([semgrep, "--config", str(proj / "src" / "rules" / "py.yaml"), flag,
+                               "--disable-version-check", "--metrics=off", "-q", "-o", str(out), str(proj / "vuln.py")],
+                              cwd=tmp_path.parent, capture_output=True, text=True, check=False)
+        assert out.is_file(), proc.stderr[-2000:]
+        assert "proj.src.rules.python-eval-use" in out.read_text()  # what semgrep itself writes
+        outs[fmt] = out
+    for fmt, out in outs.items():
+        m = import_dataset(store, fmt, out, provider="scans", name=f"sg-{fmt}")
+        stored = store.get(m.ref).records_path.read_text()
+        recs = {r["rule_id"]: r for r in store.get(m.ref).iter_records()}
+        assert set(recs) == {"python-eval-use", "python-shell-true"}, fmt
+        assert recs["python-eval-use"]["cwe"] == [95] and recs["python-shell-true"]["start_line"] == 9
+        assert "proj.src.rules" not in stored, fmt

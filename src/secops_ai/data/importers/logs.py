@@ -46,23 +46,49 @@ def _open(path: Path) -> IO[str]:
     return path.open(encoding="utf-8", errors="replace")
 
 
+# Parsed fields that hold one identifier of a known kind get that kind's pseudonym (the same one the line's
+# text gets); every other string field is pseudonymised as free text. Nothing is stored unpseudonymised.
+_IDENTIFIER_FIELDS = {"host": "host", "user": "user", "src_ip": "ip", "remote_addr": "ip", "remote_user": "user"}
+
+
 def parse_line(line: str, pseudo: Pseudonymizer | None = None) -> LogRecord | None:
-    """One log line → record (``None`` for blank lines). Field values are pseudonymised like the text."""
+    """One log line → record (``None`` for blank lines).
+
+    With ``pseudo``, EVERY string the record stores goes through it: ``text`` is exactly what
+    ``secops-ai data obfuscate`` shows for the line, identifier fields get their kind's pseudonym, and all
+    other strings (message, request, referrer, user agent, ...) are pseudonymised as text with the line's
+    own identifiers as context.
+    """
     line = line.rstrip("\r\n")
     if not line.strip():
         return None
-    text = pseudo.text(line) if pseudo else line
+    raw = _parse(line)
+    if pseudo is None:
+        return LogRecord.model_validate(raw)
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "text":
+            out[key] = pseudo.text(line)
+        elif key == "fields":
+            out[key] = {k: _anon_field(pseudo, k, v, line) for k, v in value.items()}
+        elif key in ("format", "pid"):
+            out[key] = value
+        else:
+            out[key] = _anon_field(pseudo, key, value, line)
+    return LogRecord.model_validate(out)
 
-    def anon(kind: str, value: str | None) -> str | None:
-        if value is None or pseudo is None or value == "-":
-            return value
+
+def _anon_field(pseudo: Pseudonymizer, key: str, value: Any, line: str) -> Any:
+    kind = _IDENTIFIER_FIELDS.get(key)
+    if isinstance(value, str) and kind is not None and value != "-":
         if kind == "ip" and not re.match(r"^[0-9a-fA-F.:]+$", value):
             kind = "host"
         return pseudo.value(kind, value)
+    return pseudo.scrub(value, context=line)
 
-    def anon_text(value: str | None) -> str | None:
-        return pseudo.text(value) if (pseudo and value) else value
 
+def _parse(line: str) -> dict[str, Any]:
+    """The record's fields as parsed from the raw line (no pseudonyms yet)."""
     m = _BSD.match(line) or _ISO.match(line)
     if m:
         msg = m.group("msg")
@@ -73,38 +99,38 @@ def parse_line(line: str, pseudo: Pseudonymizer | None = None) -> LogRecord | No
                 fields["event"] = event
                 gd = em.groupdict()
                 if gd.get("user"):
-                    fields["user"] = anon("user", gd["user"])
+                    fields["user"] = gd["user"]
                 if gd.get("src"):
-                    fields["src_ip"] = anon("ip", gd["src"])
+                    fields["src_ip"] = gd["src"]
                 if gd.get("port"):
                     fields["src_port"] = int(gd["port"])
                 if gd.get("method"):
                     fields["method"] = gd["method"]
                 if gd.get("command"):
-                    fields["command"] = anon_text(gd["command"])
+                    fields["command"] = gd["command"]
                 break
-        return LogRecord(text=text, format="syslog", timestamp=m.group("ts"), host=anon("host", m.group("host")),
-                         program=m.group("prog"), pid=int(m.group("pid")) if m.group("pid") else None,
-                         message=anon_text(msg), fields=fields)
+        return {"text": line, "format": "syslog", "timestamp": m.group("ts"), "host": m.group("host"),
+                "program": m.group("prog"), "pid": int(m.group("pid")) if m.group("pid") else None,
+                "message": msg, "fields": fields}
     m = _WEB.match(line)
     if m:
         request = m.group("request")
         parts = request.split(" ")
-        fields = {"remote_addr": anon("ip", m.group("addr")),
+        fields = {"remote_addr": m.group("addr"),
                   "status": int(m.group("status")) if m.group("status").isdigit() else None,
                   "bytes": int(m.group("size")) if m.group("size").isdigit() else 0}
         if len(parts) == 3:
-            fields.update(method=parts[0], path=anon_text(parts[1]), protocol=parts[2])
+            fields.update(method=parts[0], path=parts[1], protocol=parts[2])
         else:
-            fields["request"] = anon_text(request)
+            fields["request"] = request
         if m.group("user") != "-":
-            fields["remote_user"] = anon("user", m.group("user"))
+            fields["remote_user"] = m.group("user")
         if m.group("agent") is not None:
-            fields["referrer"] = anon_text(m.group("referrer"))
+            fields["referrer"] = m.group("referrer")
             fields["user_agent"] = m.group("agent")
         fmt = "combined" if m.group("agent") is not None else "common"
-        return LogRecord(text=text, format=fmt, timestamp=m.group("ts"), message=anon_text(request), fields=fields)
-    return LogRecord(text=text, format="raw")
+        return {"text": line, "format": fmt, "timestamp": m.group("ts"), "message": request, "fields": fields}
+    return {"text": line, "format": "raw"}
 
 
 def iter_logs(path: Path | str, *, pseudonymizer: Pseudonymizer | None) -> Iterator[LogRecord]:
