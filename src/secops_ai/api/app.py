@@ -9,9 +9,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from secops_ai import __version__
@@ -22,6 +24,7 @@ from secops_ai.api.routers import agents, datasets, evals, health, openai_routes
 from secops_ai.config import Settings, get_settings
 from secops_ai.inference.remote import RemoteProxy
 from secops_ai.inference.service import ModelService
+from secops_ai.inference.serving import OpenAIServing, ServingMetrics
 from secops_ai.observability.logging import setup_logging
 from secops_ai.observability.metrics import install_metrics
 from secops_ai.observability.tracing import instrument_fastapi, setup_tracing, shutdown_tracing
@@ -37,11 +40,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = ModelService(settings, production_resolver=lambda: _production_adapter(settings))
-        service.on_queue_depth = app.state.metrics.queue_depth.set
-        service.on_step = app.state.metrics.batch_size.observe
-        service.on_tokens = app.state.metrics.record_tokens
-        app.state.models = service
+        service = app.state.models
         app.state.remote = RemoteProxy(settings.llm_base_url, settings.llm_api_key) if settings.llm_base_url else None
         if load_model:
             await service.start()
@@ -56,15 +55,26 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
                 await app.state.remote.aclose()
             shutdown_tracing()
 
-    app = FastAPI(title="SecOps AI", version=__version__, lifespan=lifespan)
+    # The schema and its viewers are routes of their own below, behind the same API key as the data.
+    app = FastAPI(title="SecOps AI", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.settings = settings
     app.state.remote = None
     install_error_handlers(app)
-    install_metrics(app)
+    metrics = install_metrics(app)
+    service = ModelService(settings, production_resolver=lambda: _production_adapter(settings))
+    service.on_queue_depth = metrics.queue_depth.set
+    service.on_step = metrics.batch_size.observe
+    service.on_tokens = metrics.record_tokens
+    app.state.models = service
+    # Chat hooks (guardrails, self-correction) register on app.state.serving.chat_hooks: see inference/serving.py.
+    app.state.serving = OpenAIServing(service, settings,
+                                      ServingMetrics(ttft=lambda m, s: metrics.ttft.labels(m).observe(s)))
     instrument_fastapi(app)  # HTTP server spans (no-op while tracing is off)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
     auth = [Depends(require_api_key)]
+    _docs_routes(app, auth)
     app.include_router(health.router)
     app.include_router(openai_routes.router, prefix="/v1", dependencies=auth)
     app.include_router(datasets.router, dependencies=auth)
@@ -78,6 +88,23 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         def _root() -> RedirectResponse:
             return RedirectResponse("/ui/")
     return app
+
+
+def _docs_routes(app: FastAPI, auth: list[Any]) -> None:
+    """/openapi.json, /docs and /redoc, which need the API key when ``SECOPS_API_KEYS`` is set (the schema
+    maps every route an attacker could try). /ui/ stays open: static files holding no data, whose every
+    call sends the key the user typed."""
+    @app.get("/openapi.json", include_in_schema=False, dependencies=auth)
+    def _openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=auth)
+    def _docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="SecOps AI - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=auth)
+    def _redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="SecOps AI - ReDoc")
 
 
 def _production_adapter(settings: Settings) -> str | None:

@@ -22,6 +22,8 @@ def require_api_key(request: HTTPConnection, settings: Settings = Depends(get_ap
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not any(secrets.compare_digest(token.strip(), k) for k in keys):
+    # Compared as bytes: compare_digest refuses non-ASCII str (a TypeError, once a 500 before auth).
+    given = token.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not any(secrets.compare_digest(given, k.encode("utf-8")) for k in keys):
         raise APIError(401, "Invalid or missing API key: send 'Authorization: Bearer <key>'.",
                        type="invalid_request_error", code="invalid_api_key")

@@ -1,49 +1,51 @@
-"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` with the right status."""
+"""Errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}`` with the right status.
+
+Every failure the API can produce ends here as JSON: our own errors, validation errors, Starlette's HTTP
+errors (404 on an unknown path, 405) and, last, any unexpected exception (a 500 without internals).
+"""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
-          413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
-          503: "server_error", 500: "server_error"}
+from secops_ai.inference.protocol import OpenAIError, error_body
 
+log = logging.getLogger(__name__)
 
-class APIError(Exception):
-    def __init__(self, status: int, message: str, *, type: str | None = None, param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type or _TYPES.get(status, "invalid_request_error")
-        self.param = param
-        self.code = code
-        self.headers = headers
+APIError = OpenAIError  # the routers' name for it
 
-
-def error_body(status: int, message: str, type: str | None = None, param: str | None = None,
-               code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type or _TYPES.get(status, "invalid_request_error"),
-                      "param": param, "code": code}}
+__all__ = ["APIError", "error_body", "install_error_handlers"]
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message, exc.type, exc.param, exc.code),
-                            status_code=exc.status, headers=exc.headers)
+    @app.exception_handler(OpenAIError)
+    async def _api_error(_: Request, exc: OpenAIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         msg = f"{loc}: {first.get('msg', 'invalid request')}" if loc else first.get("msg", "invalid request")
-        return JSONResponse(error_body(400, msg, param=loc or None), status_code=400)
+        return JSONResponse(error_body(400, _printable(msg), param=_printable(loc) or None), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body(500, "The server failed to handle this request; see its log.",
+                                       code="internal_error"), status_code=500)
+
+
+def _printable(text: str) -> str:
+    """Messages may quote client input: drop what JSON cannot encode (lone surrogates)."""
+    return text.encode("utf-8", "replace").decode("utf-8")

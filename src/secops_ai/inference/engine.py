@@ -6,8 +6,14 @@ separately, their KV caches are left-padded to the running length and concatenat
 Finished rows leave the batch at once. So eight concurrent streams share each forward pass, and a
 stream's first token goes out right after its prefill, long before the whole answer exists.
 
-Tokens reach each request through its ``emit`` callback (called on the engine thread):
-``emit("delta", text)`` for new text, then exactly one ``emit("done", {...})`` or ``emit("error", msg)``.
+Every decoder in the project (``/v1``, evals, agents, constrained JSON, the terminal chat) submits here,
+so greedy output is the same whoever asks. Tokens reach each request through its ``emit`` callback (called
+on the engine thread): ``emit("delta", text)`` for new text, then exactly one ``emit("done", {...})`` or
+``emit("error", msg)``.
+
+Failure rules: a request's rows are admitted all-or-nothing (:meth:`BatchEngine.submit_many`); a cancelled
+row (client gone, request rejected) leaves at the next step; an exception inside a step ends every row of
+that step with ``error`` and the thread goes on serving the queue.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from secops_ai.inference.backend import GenerationParams
 log = logging.getLogger(__name__)
 
 Emit = Callable[[str, Any], None]
+# (prompt + generated token ids, this row's next-token logits) -> logits to sample from (e.g. a JSON mask)
+LogitsProcessor = Callable[[list[int], torch.Tensor], torch.Tensor]
 
 
 class QueueFullError(RuntimeError):
@@ -44,8 +52,10 @@ class GenRequest:
     params: GenerationParams
     emit: Emit
     adapter: str | None = None
+    logits_processor: LogitsProcessor | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
+    ended: bool = False  # set once done/error went out: nothing is emitted after it
 
 
 @dataclass
@@ -53,8 +63,12 @@ class _Row:
     req: GenRequest
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
-    emitted: int = 0  # characters of decoded text already sent
+    text: str = ""  # decoded so far (incrementally: see _detokenize)
+    prefix_offset: int = 0
+    read_offset: int = 0
+    emitted: int = 0  # characters of text already sent
     finish: str | None = None
+    eos: int | None = None  # the end-of-sequence token that ended the row, if one did
 
 
 class BatchEngine:
@@ -70,12 +84,14 @@ class BatchEngine:
         self._on_queue_depth = on_queue_depth or (lambda _n: None)
         self._on_step = on_step or (lambda _rows: None)  # rows in each decode step (batching metric)
         self._waiting: deque[GenRequest] = deque()
+        self._active: list[GenRequest] = []  # rows of the step in progress (ended with an error if it fails)
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
         # Held for a whole batch; adapter loading takes it so the model never changes mid-batch.
         self.model_lock = threading.Lock()
         self.eos_ids = _eos_ids(model, tokenizer)
+        self.vocab_size = len(tokenizer)
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
 
     # -- public API -------------------------------------------------------------------------------
@@ -94,13 +110,37 @@ class BatchEngine:
         if self._thread:
             self._thread.join(timeout=30)
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
     def submit(self, req: GenRequest) -> None:
+        self.submit_many([req])
+
+    def submit_many(self, reqs: list[GenRequest]) -> None:
+        """Queue every row of one request, or none of them (QueueFullError) when they do not all fit."""
+        for req in reqs:
+            self._check(req)
         with self._cond:
-            if len(self._waiting) >= self.max_queue:
-                raise QueueFullError(f"{len(self._waiting)} requests are already waiting (SECOPS_MAX_QUEUE)")
-            self._waiting.append(req)
+            if self._stopping:
+                raise RuntimeError("the engine is stopped")
+            if len(self._waiting) + len(reqs) > self.max_queue:
+                raise QueueFullError(f"{len(self._waiting)} sequences are already waiting and this request needs "
+                                     f"{len(reqs)}; at most {self.max_queue} may wait (SECOPS_MAX_QUEUE)")
+            self._waiting.extend(reqs)
             self._on_queue_depth(len(self._waiting))
             self._cond.notify()
+
+    def _check(self, req: GenRequest) -> None:
+        """Refuse what would fail inside a step (callers validate first; this guards the engine)."""
+        if not req.prompt_ids:
+            raise ValueError("the prompt is empty")
+        if min(req.prompt_ids) < 0 or max(req.prompt_ids) >= self.vocab_size:
+            raise ValueError(f"token ids must lie in 0..{self.vocab_size - 1}")
+        if req.params.seed is not None and not 0 <= req.params.seed < 2**64:
+            raise ValueError("seed must lie in 0..2**63-1")
+        if req.params.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
 
     @property
     def queue_depth(self) -> int:
@@ -114,18 +154,26 @@ class BatchEngine:
                 while not self._waiting and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
-                    for req in self._waiting:
-                        req.emit("error", "server is shutting down")
+                    pending, self._waiting = list(self._waiting), deque()
+                    for req in pending:
+                        self._end(req, "error", "server is shutting down")
                     return
             try:
                 with self.model_lock:
                     self._run_batch()
-            except Exception as exc:  # a bug or OOM must not kill the thread
-                log.exception("generation failed")
-                with self._cond:
-                    pending = list(self._waiting)
-                for req in pending:
-                    req.emit("error", f"generation failed: {exc}")
+            except Exception as exc:  # a bug, OOM or hostile input ends this step's rows, never the thread
+                log.exception("generation step failed; ending its %d rows", len(self._active))
+                for req in self._active:
+                    self._end(req, "error", f"generation failed: {type(exc).__name__}: {exc}")
+            finally:
+                self._active = []
+
+    @staticmethod
+    def _end(req: GenRequest, kind: str, payload: Any) -> None:
+        if req.ended:
+            return
+        req.ended = True
+        _emit(req, kind, payload)
 
     def _take(self, adapter: str | None, room: int, *, first: bool = False) -> list[GenRequest]:
         """Pop up to ``room`` waiting requests for ``adapter`` (the oldest request's adapter if ``first``)."""
@@ -137,7 +185,8 @@ class BatchEngine:
             while self._waiting:
                 req = self._waiting.popleft()
                 if req.cancelled.is_set():
-                    req.emit("done", {"finish_reason": "cancelled", "completion_tokens": 0})
+                    self._end(req, "done", {"finish_reason": "cancelled", "completion_tokens": 0,
+                                            "token_ids": [], "eos_token": None})
                 elif len(taken) < room and req.adapter == adapter:
                     taken.append(req)
                 else:
@@ -159,10 +208,15 @@ class BatchEngine:
         first = self._take(None, self.max_batch_size, first=True)
         if not first:
             return
+        self._active = list(first)
         adapter = first[0].adapter
         with self._adapter_ctx(adapter):
             rows, cache, mask, logits = self._prefill(first)
             while rows:
+                if self._stopping:
+                    for row in rows:
+                        self._end(row.req, "error", "server is shutting down")
+                    return
                 self._on_step(len(rows))
                 next_tokens = self._sample(logits, rows)
                 keep = [i for i, row in enumerate(rows) if not self._advance(row, int(next_tokens[i]))]
@@ -176,6 +230,7 @@ class BatchEngine:
                         mask, next_tokens = mask[idx.to(mask.device)], next_tokens[idx]
                 room = self.max_batch_size - len(rows)
                 joined = self._take(adapter, room) if room > 0 else []
+                self._active = [r.req for r in rows] + joined
                 if not rows and not joined:
                     break
                 if rows:
@@ -183,7 +238,7 @@ class BatchEngine:
                     positions = mask.sum(dim=1, keepdim=True) - 1
                     out = self.model(input_ids=next_tokens[:, None].to(mask.device), attention_mask=mask,
                                      position_ids=positions, cache=cache, use_cache=True)
-                    logits = out.logits[:, -1, :]
+                    logits = out.logits[:, -1, :].float()
                 if joined:
                     new_rows, new_cache, new_mask, new_logits = self._prefill(joined)
                     if rows:
@@ -221,6 +276,9 @@ class BatchEngine:
 
     def _sample(self, logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
         """Greedy for temperature 0, else temperature + nucleus sampling with each row's own generator."""
+        for i, row in enumerate(rows):
+            if row.req.logits_processor is not None:
+                logits[i] = row.req.logits_processor(row.req.prompt_ids + row.tokens, logits[i])
         out = logits.argmax(dim=-1).cpu()
         for i, row in enumerate(rows):
             p = row.req.params
@@ -235,40 +293,57 @@ class BatchEngine:
             out[i] = torch.multinomial(probs / probs.sum(), 1, generator=row.generator)[0]
         return out
 
+    def _detokenize(self, row: _Row, *, final: bool = False) -> None:
+        """Extend ``row.text`` from the new tokens only (TGI/vLLM's prefix-offset scheme): decode a short window
+        before and after the newest tokens and keep the difference, holding back an incomplete character."""
+        decode = self.tokenizer.decode
+        prefix = decode(row.tokens[row.prefix_offset:row.read_offset], skip_special_tokens=True)
+        full = decode(row.tokens[row.prefix_offset:], skip_special_tokens=True)
+        if len(full) > len(prefix) and (final or not full.endswith("\ufffd")):
+            row.text += full[len(prefix):]
+            row.prefix_offset, row.read_offset = row.read_offset, len(row.tokens)
+
     def _advance(self, row: _Row, token: int) -> bool:
         """Append ``token`` to ``row``, emit new text; return True when the row is finished."""
         req = row.req
         if req.cancelled.is_set():
             row.finish = "cancelled"
         elif token in self.eos_ids:
-            row.finish = "stop"
+            row.finish, row.eos = "stop", token
         else:
             row.tokens.append(token)
-        text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
-        stops = [s for s in req.params.stop if s]
-        if stops and row.finish is None:
-            hit = min((i for i in (text.find(s, max(0, row.emitted - len(s))) for s in stops) if i != -1),
+            if (len(row.tokens) >= req.params.max_tokens
+                    or len(req.prompt_ids) + len(row.tokens) >= self.max_positions):
+                row.finish = "length"
+        self._detokenize(row, final=row.finish is not None)
+        text = row.text
+        stops = req.params.stop
+        if stops and row.finish != "cancelled":
+            hit = min((i for i in (text.find(s, max(0, row.emitted - len(s))) for s in stops if s) if i != -1),
                       default=-1)
             if hit != -1:
                 text, row.finish = text[:hit], "stop"
-        if row.finish is None and (len(row.tokens) >= req.params.max_tokens
-                                   or len(req.prompt_ids) + len(row.tokens) >= self.max_positions):
-            row.finish = "length"
-        # Hold back an incomplete UTF-8 character and anything that could still become a stop string.
+        # Hold back anything that could still become a stop string.
         end = len(text)
-        if row.finish is None:
-            if text.endswith("\ufffd"):
-                end = len(text.rstrip("\ufffd"))
-            if stops:
-                end = min(end, len(text) - max(len(s) for s in stops) + 1)
+        if row.finish is None and stops:
+            end = min(end, len(text) - max(len(s) for s in stops) + 1)
         if end > row.emitted:
-            req.emit("delta", text[row.emitted:end])
+            _emit(req, "delta", text[row.emitted:end])
             row.emitted = end
         if row.finish is not None:
-            req.emit("done", {"finish_reason": row.finish, "completion_tokens": len(row.tokens),
-                              "token_ids": list(row.tokens)})
+            self._end(req, "done", {"finish_reason": row.finish, "completion_tokens": len(row.tokens),
+                                    "token_ids": list(row.tokens), "eos_token": row.eos})
             return True
         return False
+
+
+def _emit(req: GenRequest, kind: str, payload: Any) -> None:
+    """Deliver an event; a receiver that fails (its event loop closed) must not fail the step."""
+    try:
+        req.emit(kind, payload)
+    except Exception as exc:
+        log.warning("dropping a %s event for a gone receiver: %s", kind, exc)
+        req.cancelled.set()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
@@ -300,3 +375,78 @@ def _merge_caches(cache: Any, mask: torch.Tensor, new_cache: Any, new_mask: torc
                                       _left_pad(new_layer.values, pad_new, 2)])
     merged_mask = torch.cat([_left_pad(mask, pad_old, 1), _left_pad(new_mask, pad_new, 1)])
     return cache, merged_mask
+
+
+@dataclass
+class RowResult:
+    text: str
+    token_ids: list[int]
+    finish: str  # "stop", "length" or "cancelled"
+
+
+class EngineBackend:
+    """A blocking client of a :class:`BatchEngine`: the ChatBackend evals, agents and constrained decoding use.
+
+    It submits to the same engine (and so the same decode code) as ``/v1``; in the server it is the
+    server's own engine, so agent and API rows share decode steps.
+    """
+
+    def __init__(self, engine: BatchEngine, *, adapter: str | None = None, name: str = "local") -> None:
+        self.engine = engine
+        self.adapter = adapter  # the peft key the engine selects (None: the base model)
+        self.name = name
+        self.model = engine.model
+        self.tokenizer = engine.tokenizer
+
+    def encode_chat(self, conversation: list[dict[str, str]]) -> list[int]:
+        from secops_ai.inference.backend import apply_chat_template
+
+        return self.tokenizer(apply_chat_template(self.tokenizer, conversation), add_special_tokens=False)["input_ids"]
+
+    def chat(self, conversations: list[list[dict[str, str]]], params: GenerationParams | None = None) -> list[str]:
+        return [r.text for r in self.generate([self.encode_chat(c) for c in conversations],
+                                              params or GenerationParams())]
+
+    def generate(self, prompts: list[list[int]], params: GenerationParams, *,
+                 processors: list[LogitsProcessor | None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[RowResult]:
+        """Generate one continuation per prompt (token ids); ``should_stop()`` true cancels the rest."""
+        done = [threading.Event() for _ in prompts]
+        results: list[RowResult | None] = [None] * len(prompts)
+        texts: list[list[str]] = [[] for _ in prompts]
+        errors: list[str] = []
+
+        def emitter(i: int) -> Emit:
+            def emit(kind: str, payload: Any) -> None:
+                if kind == "delta":
+                    texts[i].append(payload)
+                    return
+                if kind == "error":
+                    errors.append(str(payload))
+                else:
+                    results[i] = RowResult("".join(texts[i]), payload["token_ids"], payload["finish_reason"])
+                done[i].set()
+            return emit
+
+        reqs = [GenRequest(ids, params, emitter(i), adapter=self.adapter,
+                           logits_processor=processors[i] if processors else None) for i, ids in enumerate(prompts)]
+        try:
+            for req in reqs:  # one at a time: a long eval suite may hold more rows than the queue
+                while True:
+                    try:
+                        self.engine.submit(req)
+                        break
+                    except QueueFullError:
+                        time.sleep(0.05)
+            for event in done:
+                while not event.wait(0.05 if should_stop else None):
+                    if should_stop is not None and should_stop():
+                        for req in reqs:
+                            req.cancelled.set()
+        finally:
+            for req in reqs:  # an interrupted caller frees its rows
+                if not req.ended:
+                    req.cancelled.set()
+        if errors:
+            raise RuntimeError(errors[0])
+        return [r for r in results if r is not None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,7 +20,7 @@ from typing import Any
 
 from secops_ai.config import Settings
 from secops_ai.inference.backend import GenerationParams, Message, apply_chat_template
-from secops_ai.inference.engine import BatchEngine, GenRequest, QueueFullError
+from secops_ai.inference.engine import BatchEngine, EngineBackend, GenRequest
 from secops_ai.inference.loader import (
     AdapterInfo,
     check_adapter_base,
@@ -34,6 +35,7 @@ from secops_ai.inference.loader import (
 log = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "default"
+_ADAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}/[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class NotReadyError(RuntimeError):
@@ -56,28 +58,30 @@ class ModelEntry:
     parent: str | None = None
 
 
-class Generation:
-    """A queued sequence: iterate for ``("delta", text)`` events then one ``("done", info)``.
+class Submission:
+    """The queued rows of one request: iterate for ``(row, "delta", text)`` events and one ``(row, "done",
+    info)`` per row; an engine failure arrives as ``(row, "error", message)``.
 
-    Leaving the iteration early (a client disconnect) or calling :meth:`cancel` frees its batch row.
+    Leaving the iteration early (a client disconnect) or calling :meth:`cancel` frees every row at the
+    engine's next step.
     """
 
-    def __init__(self, req: GenRequest, queue: asyncio.Queue[tuple[str, Any]]) -> None:
-        self.req = req
+    def __init__(self, reqs: list[GenRequest], queue: asyncio.Queue[tuple[int, str, Any]]) -> None:
+        self.reqs = reqs
         self.queue = queue
 
     def cancel(self) -> None:
-        self.req.cancelled.set()
+        for req in self.reqs:
+            req.cancelled.set()
 
-    async def __aiter__(self) -> AsyncIterator[tuple[str, Any]]:
+    async def __aiter__(self) -> AsyncIterator[tuple[int, str, Any]]:
+        left = len(self.reqs)
         try:
-            while True:
-                kind, payload = await self.queue.get()
-                if kind == "error":
-                    raise RuntimeError(payload)
-                yield kind, payload
-                if kind == "done":
-                    return
+            while left:
+                i, kind, payload = await self.queue.get()
+                if kind in ("done", "error"):
+                    left -= 1
+                yield i, kind, payload
         finally:
             self.cancel()
 
@@ -223,15 +227,25 @@ class ModelService:
             model = prod
         if model in self._adapter_keys:
             return model
-        path = self.settings.workspace.models / model
-        if model.count("/") == 1 and path.is_dir():
-            try:
-                info = read_adapter(path)
-            except Exception as exc:
-                raise UnknownModelError(f"model '{model}' is not a usable adapter: {exc}") from exc
-            if self._try_load(info):
-                return model
-        raise UnknownModelError(f"The model '{model}' does not exist; GET /v1/models lists the served models.")
+        missing = UnknownModelError(f"The model '{model}' does not exist; GET /v1/models lists the served models.")
+        # Only '<provider>/<run-id>' names inside models/: the answer never depends on (or names) anything
+        # outside SECOPS_HOME, whatever '..', absolute paths or symlinks the name holds.
+        if not _ADAPTER_NAME.fullmatch(model):
+            raise missing
+        root = self.settings.workspace.models.resolve()
+        path = (root / model).resolve()
+        if not path.is_relative_to(root) or path.parent.parent != root or not path.is_dir():
+            raise missing
+        try:
+            info = read_adapter(root / model)  # named as asked, checked where it really lies
+        except Exception as exc:
+            log.warning("model %s requested but not usable: %s", model, exc)
+            raise UnknownModelError(f"The model '{model}' is not a usable adapter (the server log says why); "
+                                    "GET /v1/models lists the served models.") from None
+        if self._try_load(info):
+            return model
+        raise UnknownModelError(f"The model '{model}' is not a usable adapter (the server log says why); "
+                                "GET /v1/models lists the served models.")
 
     def engine_key(self, adapter: str | None) -> str | None:
         """The peft key the engine selects for a resolved adapter name (``None``: the base)."""
@@ -255,23 +269,34 @@ class ModelService:
             raise PromptTooLongError(f"The prompt has {len(ids)} tokens; this server accepts at most {limit}.")
         return ids
 
-    def submit(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Generation:
-        """Queue one sequence now (raises QueueFullError / NotReadyError at once); iterate it for events."""
+    def check_token_ids(self, ids: list[int]) -> list[int]:
+        """A client's token-id prompt: every id inside the vocabulary, and not too long."""
+        size = len(self.tokenizer)
+        bad = next((t for t in ids if not 0 <= t < size), None)
+        if bad is not None:
+            raise ValueError(f"token id {bad} is outside this model's vocabulary (0..{size - 1})")
+        return self._check_length(ids)
+
+    def submit(self, rows: list[tuple[list[int], GenerationParams]], adapter: str | None) -> Submission:
+        """Queue every row of one request at once, or none (QueueFullError / NotReadyError raise at once)."""
         self.check_ready()
         assert self.engine is not None
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[int, str, Any]] = asyncio.Queue()
         model_id = self.public_id(adapter)
+        key = self.engine_key(adapter)
 
-        def emit(kind: str, payload: Any) -> None:
-            if kind == "done":  # counted here so abandoned streams (client gone) are counted too
-                self.on_tokens(model_id, len(prompt_ids), payload["completion_tokens"])
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
+        def emitter(i: int, prompt_tokens: int):
+            def emit(kind: str, payload: Any) -> None:
+                if kind == "done":  # counted here so abandoned streams (client gone) are counted too
+                    self.on_tokens(model_id, prompt_tokens, payload["completion_tokens"])
+                loop.call_soon_threadsafe(queue.put_nowait, (i, kind, payload))
+            return emit
 
-        req = GenRequest(prompt_ids=prompt_ids, params=params,
-                         adapter=self.engine_key(adapter), emit=emit)
-        self.engine.submit(req)
-        return Generation(req, queue)
+        reqs = [GenRequest(prompt_ids=ids, params=params, adapter=key, emit=emitter(i, len(ids)))
+                for i, (ids, params) in enumerate(rows)]
+        self.engine.submit_many(reqs)
+        return Submission(reqs, queue)
 
     def stream_sync(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Iterator[str]:
         """Blocking variant for callers without an event loop (the terminal chat): yields text pieces."""
@@ -331,44 +356,13 @@ def _check_weights_readable(path: Path) -> None:
                 raise ValueError(f"{weights} holds no tensors")
 
 
-class ServiceBackend:
+class ServiceBackend(EngineBackend):
     """ChatBackend over a running ModelService: agent and eval calls batch with API traffic."""
 
     def __init__(self, service: ModelService, adapter: str | None) -> None:
+        assert service.engine is not None
+        super().__init__(service.engine, adapter=service.engine_key(adapter), name=service.public_id(adapter))
         self.service = service
-        self.adapter = adapter
-        self.name = service.public_id(adapter)
-        self.model = service.model
-        self.tokenizer = service.tokenizer
 
-    def chat(self, conversations: list[list[Message]], params: GenerationParams | None = None) -> list[str]:
-        params = params or GenerationParams()
-        assert self.service.engine is not None
-        done = [threading.Event() for _ in conversations]
-        texts: list[list[str]] = [[] for _ in conversations]
-        errors: list[str] = []
-
-        def emitter(i: int):
-            def emit(kind: str, payload: Any) -> None:
-                if kind == "delta":
-                    texts[i].append(payload)
-                else:
-                    if kind == "error":
-                        errors.append(str(payload))
-                    done[i].set()
-            return emit
-
-        key = self.service.engine_key(self.adapter)
-        for i, conv in enumerate(conversations):
-            ids = self.service.encode_chat(conv)
-            while True:
-                try:
-                    self.service.engine.submit(GenRequest(ids, params, emitter(i), adapter=key))
-                    break
-                except QueueFullError:
-                    time.sleep(0.05)
-        for event in done:
-            event.wait()
-        if errors:
-            raise RuntimeError(errors[0])
-        return ["".join(t) for t in texts]
+    def encode_chat(self, conversation: list[Message]) -> list[int]:
+        return self.service.encode_chat(conversation)
