@@ -161,7 +161,7 @@ def show_cmd(
 ) -> None:
     """Show a dataset's manifest and its first records."""
     ds = _run(_store().get, ref)
-    head = ds.head(records)
+    head = _run(ds.verified_head, records)
     payload = {"manifest": ds.manifest.model_dump(mode="json", by_alias=True), "records": head}
     if as_json:
         typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))

@@ -9,19 +9,29 @@ records always give a byte-identical ``records.jsonl``; the manifest is determin
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
+import stat
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from secops_ai.config import Workspace
 from secops_ai.config.atomic import atomic_dir, make_read_only
+from secops_ai.config.confine import is_inside
 from secops_ai.data.schemas import DatasetKind, record_model
+
+log = logging.getLogger(__name__)
 
 RECORDS_FILE = "records.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -40,6 +50,10 @@ class DatasetExistsError(DatasetError, FileExistsError):
 
 class DatasetNotFoundError(DatasetError, LookupError):
     pass
+
+
+class DatasetIntegrityError(DatasetError):
+    """A stored dataset's files no longer match its manifest (or are links); it is not served."""
 
 
 class RecordValidationError(DatasetError, ValueError):
@@ -118,8 +132,12 @@ class Dataset:
         return self.path / RECORDS_FILE
 
     def iter_records(self) -> Iterator[dict[str, Any]]:
-        """Stream the records as dicts (one line at a time; the file is never loaded whole)."""
-        with self.records_path.open(encoding="utf-8") as fh:
+        """Stream the records as dicts (one line at a time; the file is never loaded whole).
+
+        The file is opened without following a symlink (``O_NOFOLLOW``): a link planted in place of
+        ``records.jsonl`` is an error, never a way to read another file.
+        """
+        with _open_no_follow(self.records_path) as fh:
             for line in fh:
                 if line.strip():
                     yield json.loads(line)
@@ -131,6 +149,55 @@ class Dataset:
                 break
             out.append(rec)
         return out
+
+    def check_integrity(self) -> None:
+        """Raise :class:`DatasetIntegrityError` unless ``records.jsonl`` is a regular file whose sha256 and
+        size match the manifest. The hash is recomputed only when the file's inode, size or mtime changed."""
+        digest = self.manifest.files.get(RECORDS_FILE)
+        if digest is None:
+            raise DatasetIntegrityError(f"{self.ref}: the manifest lists no {RECORDS_FILE}")
+        try:
+            st = os.lstat(self.records_path)
+        except OSError:
+            raise DatasetIntegrityError(f"{self.ref}: {RECORDS_FILE} is missing") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise DatasetIntegrityError(f"{self.ref}: {RECORDS_FILE} is not a regular file")
+        key = (str(self.records_path), st.st_ino, st.st_size, st.st_mtime_ns, digest.sha256)
+        if key in _VERIFIED:
+            return
+        if st.st_size != digest.bytes or _hash_no_follow(self.records_path) != digest.sha256:
+            raise DatasetIntegrityError(f"{self.ref}: {RECORDS_FILE} does not match its manifest's sha256 "
+                                        f"(changed after it was written); run `secops-ai data verify {self.ref}`")
+        if len(_VERIFIED) > 1024:
+            _VERIFIED.clear()
+        _VERIFIED.add(key)
+
+    def verified_head(self, n: int) -> list[dict[str, Any]]:
+        """:meth:`head`, but only from a records file that matches the manifest (what the API serves)."""
+        self.check_integrity()
+        return self.head(n)
+
+
+_VERIFIED: set[tuple[str, int, int, int, str]] = set()
+
+
+def _open_no_follow(path: Path) -> IO[str]:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DatasetIntegrityError(f"{path.name} is a symlink; dataset files must be regular files") from None
+        raise
+    return os.fdopen(fd, encoding="utf-8")
+
+
+def _hash_no_follow(path: Path) -> str:
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def parse_ref(ref: str) -> tuple[str, str, int | None]:
@@ -209,6 +276,38 @@ class DatasetStore:
     def __init__(self, workspace: Workspace | Path | str) -> None:
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         self.root = self.workspace.data
+        if self.root not in _SWEPT:  # once per process and store: leftovers of writers that were killed
+            _SWEPT.add(self.root)
+            self.clean_partials()
+
+    def _confined(self, path: Path) -> bool:
+        """``path`` (links resolved) lies inside SECOPS_HOME: a planted link out of it is never read."""
+        return is_inside(path, self.workspace.root)
+
+    # -- crash leftovers ----------------------------------------------------------------------------------
+    def clean_partials(self, *, min_age_s: float = 3600.0) -> list[Path]:
+        """Remove the temporary ``.<name>-vN.*.partial`` folders of imports that died (kill -9, power loss).
+
+        A live writer holds an exclusive ``flock`` on ``.writer`` inside its folder for as long as it runs,
+        and the kernel drops that lock when the process dies however it dies; so a folder whose lock can be
+        taken is stale and removed, and one whose lock is held is left alone. A folder without the lock
+        file (a writer that died in the instant before creating it) is removed only when older than
+        ``min_age_s``. Returns the removed folders.
+        """
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        for tmp in self.root.glob("*/.*.partial"):
+            if tmp.parent.name == "nanogpt" or tmp.is_symlink() or not tmp.is_dir():
+                continue  # pretraining corpora are written by their own exporter
+            if _writer_alive(tmp, min_age_s):
+                continue
+            _make_writable(tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not tmp.exists():
+                removed.append(tmp)
+                log.warning("removed %s, left by an import that did not finish", tmp)
+        return removed
 
     # -- layout -------------------------------------------------------------------------------------------
     def version_path(self, provider: str, name: str, version: int) -> Path:
@@ -222,7 +321,7 @@ class DatasetStore:
         out = []
         for child in folder.iterdir():
             m = rx.match(child.name)
-            if m and (child / MANIFEST_FILE).is_file():
+            if m and (child / MANIFEST_FILE).is_file() and self._confined(child / MANIFEST_FILE):
                 out.append(int(m.group(1)))
         return sorted(out)
 
@@ -274,7 +373,8 @@ class DatasetStore:
             self.get(parent)  # the parent must exist
         src_name = source_file_name or RECORDS_FILE
         try:
-            with atomic_dir(final) as tmp:
+            # the writer lock tells clean_partials that this folder is being written (released on exit)
+            with atomic_dir(final) as tmp, _hold_writer_lock(tmp):
                 h = hashlib.sha256()
                 count = size = 0
                 with (tmp / RECORDS_FILE).open("wb") as fh:
@@ -296,6 +396,7 @@ class DatasetStore:
                     created_at=created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 )
                 (tmp / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+                (tmp / WRITER_FILE).unlink()  # not part of the dataset; the lock itself stays held until closed
         except FileExistsError as exc:
             raise DatasetExistsError(f"dataset {provider}/{name}@{version} was created concurrently: {exc}") from None
         make_read_only(final)
@@ -304,6 +405,8 @@ class DatasetStore:
     # -- read ---------------------------------------------------------------------------------------------
     def _load(self, path: Path) -> Dataset:
         mpath = path / MANIFEST_FILE
+        if not self._confined(mpath) or not self._confined(path):
+            raise DatasetNotFoundError(f"{path.name}: not a dataset inside the workspace (a link out of it?)")
         try:
             manifest = Manifest.model_validate_json(mpath.read_text(encoding="utf-8"))
         except (OSError, ValidationError, ValueError) as exc:
@@ -333,7 +436,8 @@ class DatasetStore:
         for mpath in self.root.glob(f"*/*-v*/{MANIFEST_FILE}"):
             try:
                 out.append(self._load(mpath.parent).manifest)
-            except DatasetError:
+            except DatasetError as exc:  # one broken or planted folder never fails the listing
+                log.warning("skipping %s: %s", mpath.parent.relative_to(self.root), exc)
                 continue
         return sorted(out, key=lambda m: (m.provider, m.name, m.version))
 
@@ -364,6 +468,47 @@ class DatasetStore:
             if n != ds.manifest.record_count:
                 problems.append(f"{RECORDS_FILE}: {n} records, manifest says {ds.manifest.record_count}")
         return problems
+
+
+WRITER_FILE = ".writer"
+_SWEPT: set[Path] = set()
+
+
+def _hold_writer_lock(folder: Path) -> IO[str]:
+    """Create ``folder/.writer`` (pid, start time) and hold an exclusive flock on it; close to release."""
+    import fcntl
+
+    fh = (folder / WRITER_FILE).open("w", encoding="utf-8")
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    fh.write(json.dumps({"pid": os.getpid(), "started": time.time()}))
+    fh.flush()
+    return fh
+
+
+def _writer_alive(folder: Path, min_age_s: float) -> bool:
+    import fcntl
+
+    lock = folder / WRITER_FILE
+    try:
+        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:  # no lock file: trust only its age
+        try:
+            return time.time() - folder.stat().st_mtime < min_age_s
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True  # held: a writer is at work
+    finally:
+        os.close(fd)
+    return False
+
+
+def _make_writable(root: Path) -> None:
+    for dirpath, _dirs, _files in os.walk(root):
+        with contextlib.suppress(OSError):
+            os.chmod(dirpath, 0o700)
 
 
 def default_store() -> DatasetStore:
