@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         default=None, description="Forward /v1 routes to this OpenAI-compatible server instead of a local model."
     )
     llm_api_key: str | None = Field(default=None, description="Bearer key sent to SECOPS_LLM_BASE_URL.")
+    llm_concurrency: int = Field(default=8, ge=1, le=256,
+                                 description="Requests evals and agents send at once to SECOPS_LLM_BASE_URL.")
     api_keys: str | None = Field(
         default=None, description="Comma-separated keys; when set every /v1 route needs 'Bearer <key>'."
     )

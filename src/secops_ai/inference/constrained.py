@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from secops_ai.inference.backend import ChatBackend, GenerationParams, Message
@@ -68,7 +68,7 @@ def complete_json(backend: ChatBackend | Any, messages: list[Message], schema: d
         reply = JsonReply(text, estimate_tokens(backend, _joined(messages)), estimate_tokens(backend, text))
     elif hasattr(backend, "model") and hasattr(backend, "tokenizer"):
         reply = _local_json(backend, messages, schema, params, deadline, stop)
-    elif hasattr(backend, "_client"):
+    elif hasattr(backend, "post_chat"):
         reply = _remote_json(backend, messages, schema, params, name)
     else:  # any other ChatBackend: ask for JSON and check it
         text = backend.chat([messages], params)[0]
@@ -176,50 +176,46 @@ def tokenizer_data(tokenizer: Any) -> Any:
 
 def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], params: GenerationParams,
                 deadline: float | None = None, stop: Callable[[], bool] | None = None) -> JsonReply:
+    """Decode on the same batching engine as ``/v1``, with this row's logits masked to the schema (a per-row
+    logits processor), so constrained agent calls batch with everything else."""
     import torch
     from lmformatenforcer import TokenEnforcer
-    from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
-    from secops_ai.inference.backend import apply_chat_template
-
-    model, tok = backend.model, backend.tokenizer
+    client = _engine_client(backend)
+    tok = client.tokenizer
     data = tokenizer_data(tok)
     enforcer = TokenEnforcer(data, _parser(schema))
     enforcer.root_parser.config = _config(data.tokenizer_alphabet)  # TokenEnforcer resets it to defaults
-    prompt = apply_chat_template(tok, messages)
-    enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
-    prompt_len = enc["input_ids"].shape[1]
+    prompt_ids = client.encode_chat(messages)
 
-    class _Mask(LogitsProcessor):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-            allowed = enforcer.get_allowed_tokens(input_ids[0].tolist()).allowed_tokens
-            mask = torch.full_like(scores, float("-inf"))
-            mask[:, allowed] = 0
-            return scores + mask
+    def mask(ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+        allowed = enforcer.get_allowed_tokens(ids).allowed_tokens
+        masked = torch.full_like(logits, float("-inf"))
+        masked[allowed] = logits[allowed]
+        return masked
 
-    class _Deadline(StoppingCriteria):
-        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kw: Any) -> torch.BoolTensor:
-            late = (deadline is not None and time.monotonic() >= deadline) or (stop is not None and stop())
-            return torch.full((input_ids.shape[0],), late, dtype=torch.bool, device=input_ids.device)
+    def late() -> bool:
+        return (deadline is not None and time.monotonic() >= deadline) or (stop is not None and stop())
 
-    kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "logits_processor": LogitsProcessorList([_Mask()]),
-                              "stopping_criteria": StoppingCriteriaList([_Deadline()]),
-                              "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id}
-    if params.temperature > 0:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if params.seed is not None:
-        torch.manual_seed(params.seed)
-    with torch.inference_mode():
-        out = model.generate(**enc, **kwargs)
-    new = out[0, prompt_len:].tolist()
-    if tok.eos_token_id in new:
-        new = new[:new.index(tok.eos_token_id)]
-    text = tok.decode(new, skip_special_tokens=True)
-    text, closed = close_json(text, schema)
-    closed = closed or len(new) >= params.max_tokens
-    return JsonReply(text.strip(), prompt_len, len(new), truncated=closed)
+    # no stop strings: the schema decides where the answer ends
+    row = client.generate([prompt_ids], replace(params, stop=[]), processors=[mask], should_stop=late)[0]
+    text, closed = close_json(row.text, schema)
+    closed = closed or row.finish != "stop"
+    return JsonReply(text.strip(), len(prompt_ids), len(row.token_ids), truncated=closed)
+
+
+def _engine_client(backend: Any) -> Any:
+    """The engine client behind a local backend (a bare model + tokenizer gets an engine of its own)."""
+    from secops_ai.inference.backend import LocalBackend
+    from secops_ai.inference.engine import EngineBackend
+
+    if isinstance(backend, EngineBackend):
+        return backend
+    if isinstance(backend, LocalBackend):
+        return backend.engine_client
+    local = LocalBackend(backend.model, backend.tokenizer, name=getattr(backend, "name", "local"))
+    backend._secops_local = local  # keep its engine alive as long as the caller's backend
+    return local.engine_client
 
 
 def close_json(text: str, schema: dict[str, Any]) -> tuple[str, bool]:
@@ -278,9 +274,7 @@ def _remote_json(backend: Any, messages: list[Message], schema: dict[str, Any], 
     }
     if params.seed is not None:
         body["seed"] = params.seed
-    resp = backend._client.post("/v1/chat/completions", json=body)
-    resp.raise_for_status()
-    data = resp.json()
+    data = backend.post_chat(body)
     message = data["choices"][0]["message"]
     calls = message.get("tool_calls") or []
     try:
