@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -47,7 +48,18 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+        _quiet_libraries()
     else:
         logging.basicConfig(level=level.upper(), format="%(name)s: %(message)s", datefmt="[%X]",
                             handlers=[RichHandler(rich_tracebacks=True, show_path=False)])
     _configured = True
+
+
+def _quiet_libraries() -> None:
+    """JSON mode: no progress bars on stderr, and transformers' messages through our handler, not its own."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.disable_default_handler()
+    hf_logging.enable_propagation()
