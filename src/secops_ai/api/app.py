@@ -70,6 +70,9 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     # Chat hooks (guardrails, self-correction) register on app.state.serving.chat_hooks: see inference/serving.py.
     app.state.serving = OpenAIServing(service, settings,
                                       ServingMetrics(ttft=lambda m, s: metrics.ttft.labels(m).observe(s)))
+    from secops_ai.alignment.selfcorrect.hooks import install as install_self_correction
+
+    install_self_correction(app.state.serving)  # extra_body secops.self_correct / '+verified' model ids
     instrument_fastapi(app)  # HTTP server spans (no-op while tracing is off)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
