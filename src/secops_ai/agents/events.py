@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from secops_ai.agents.trajectory import TrajectoryWriter
+from secops_ai.observability.tracing import current_ids
 
 
 class EventType(StrEnum):
@@ -65,10 +66,12 @@ class Event(BaseModel):
     ts: float = Field(description="Unix time in seconds.")
     type: EventType
     payload: dict[str, Any] = Field(default_factory=dict)
+    trace_id: str | None = Field(default=None, description="OpenTelemetry trace of the run (only when tracing).")
+    span_id: str | None = Field(default=None, description="The span the event happened in (only when tracing).")
 
     def line(self) -> str:
-        """The JSON text written to the trajectory and sent on the wire."""
-        return self.model_dump_json()
+        """The JSON text written to the trajectory and sent on the wire (trace ids only when tracing is on)."""
+        return self.model_dump_json(exclude={"trace_id", "span_id"} if self.trace_id is None else None)
 
     @property
     def terminal(self) -> bool:
@@ -114,7 +117,9 @@ class EventLog:
 
     def emit(self, type: EventType, payload: dict[str, Any] | None = None) -> Event:
         with self._lock:
-            event = Event(run_id=self.run_id, seq=self._seq, ts=time.time(), type=type, payload=payload or {})
+            trace_id, span_id = current_ids()  # joins a trajectory line to its trace
+            event = Event(run_id=self.run_id, seq=self._seq, ts=time.time(), type=type, payload=payload or {},
+                          trace_id=trace_id, span_id=span_id)
             if self.writer is not None:  # on disk before anyone is told
                 self.writer.append(event.line(), sync=type in _SYNC_POINTS or (
                     type == EventType.CUSTOM and (payload or {}).get("name") in _SYNC_CUSTOM))
