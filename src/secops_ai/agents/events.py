@@ -18,7 +18,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from secops_ai.agents.trajectory import TrajectoryWriter
 from secops_ai.observability.tracing import current_ids
@@ -69,9 +69,17 @@ class Event(BaseModel):
     trace_id: str | None = Field(default=None, description="OpenTelemetry trace of the run (only when tracing).")
     span_id: str | None = Field(default=None, description="The span the event happened in (only when tracing).")
 
+    @model_serializer(mode="wrap")
+    def _trace_ids_only_when_tracing(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if self.trace_id is None:  # tracing off: the event has exactly its five contract fields
+            data.pop("trace_id", None)
+            data.pop("span_id", None)
+        return data
+
     def line(self) -> str:
-        """The JSON text written to the trajectory and sent on the wire (trace ids only when tracing is on)."""
-        return self.model_dump_json(exclude={"trace_id", "span_id"} if self.trace_id is None else None)
+        """The JSON text written to the trajectory and sent on the wire."""
+        return self.model_dump_json()
 
     @property
     def terminal(self) -> bool:
