@@ -24,7 +24,8 @@ from secops_ai.training.pretrain.config import validate_config
 from secops_ai.training.pretrain.corpus import CorpusSpec, build_corpus
 from secops_ai.training.pretrain.train import train
 
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+SHAKESPEARE = (Path(__file__).resolve().parents[1] / "src" / "secops_ai" / "shared_data" / "tinyshakespeare"
+               / "input.txt")
 PARITY_VAL_LOSS = 1.89  # nanoGPT README: 1.88
 
 # nanoGPT config/train_shakespeare_char.py with the README's CPU overrides

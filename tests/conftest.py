@@ -26,7 +26,8 @@ import contextlib
 
 from secops_ai.config import Workspace, get_settings
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The third-party data ships inside the package (a fresh clone has no ../shared folder).
+SHARED_DATA = Path(__file__).resolve().parents[1] / "src" / "secops_ai" / "shared_data"
 TINY_MODEL_VERSION = "v1"
 
 
@@ -36,7 +37,7 @@ def _cache_dir(request: pytest.FixtureRequest, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` beside the checkout (read-only inputs)."""
+    """The bundled data folder ``secops_ai/shared_data`` (CyberSecEval subsets, tinyshakespeare)."""
     assert SHARED_DATA.is_dir(), f"shared data not found at {SHARED_DATA}"
     return SHARED_DATA
 
