@@ -7,14 +7,37 @@ import json
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(no_args_is_help=True, help="Evaluation suites and promotion gates.")
 console = Console()
 err = Console(stderr=True)
 
 TARGET_HELP = "'<provider>/<run-id>', 'production' or 'base' (the base model)."
+
+
+class ItemsPerSecond(ProgressColumn):
+    """Items per second of one suite's bar (rich's speed columns speak bytes)."""
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("… items/s" if speed is None else f"{speed:.2f} items/s", style="progress.data.speed")
+
+
+def gate_progress() -> Progress:
+    """One bar per suite: items done of total, items/s, elapsed and ETA."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ItemsPerSecond(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -42,15 +65,13 @@ def run(
     from secops_ai.evals.gate import GateConfigError
     from secops_ai.evals.runner import EvalsError, run_gate
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as progress:
+    with gate_progress() as progress:
         tasks: dict[str, int] = {}
 
         def on_progress(label: str, done: int, total: int) -> None:
-            model = label.split(":")[0]
-            if model not in tasks:
-                tasks[model] = progress.add_task(label, total=total)
-            progress.update(tasks[model], completed=done, description=label)
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
 
         try:
             report = run_gate(get_settings(), target, gate, endpoint=endpoint, api_key=api_key, compare_base=base,
@@ -125,3 +146,48 @@ def contamination(
     for c in found[:50]:
         console.print(f"{c.dataset} line {c.line}: {c.reason}")
     _fail(f"{len(found)} contaminated record(s)", 1)
+
+
+@app.command("diff", help="Items whose outcome differs between two models' stored gate results, with the paired "
+                          "test per metric (run `eval run` on both first, with the same gate).")
+def diff(
+    a: str = typer.Argument(..., help="'<provider>/<run-id>' or 'base/<name>' (A)."),
+    b: str = typer.Argument(..., help="'<provider>/<run-id>' or 'base/<name>' (B)."),
+    suite: str = typer.Option(None, "--suite", "-s", help="Only this suite."),
+    as_json: bool = typer.Option(False, "--json", help="Print the tests and the differing items as JSON."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.evals.compare import item_diffs, paired_tests, suite_outcomes
+    from secops_ai.evals.runner import load_results
+
+    settings = get_settings()
+    loaded = []
+    for spec in (a, b):
+        provider, _, run_id = spec.partition("/")
+        report = load_results(settings, provider, run_id) if run_id else None
+        if report is None:
+            _fail(f"no evaluation results for {spec!r}; run `secops-ai eval run {spec}` first", 1)
+        loaded.append(report.candidate)
+    ea, eb = loaded
+    if ea.fingerprint != eb.fingerprint:
+        _fail(f"{a} and {b} were measured with different gate settings ({ea.gate} {ea.fingerprint} vs "
+              f"{eb.gate} {eb.fingerprint}); re-run both with the same gate", 1)
+    tests = [t for t in paired_tests(suite_outcomes(ea.suites), suite_outcomes(eb.suites))
+             if not suite or t.suite == suite]
+    diffs = item_diffs(ea, eb, suite=suite)
+    if as_json:
+        console.print_json(json.dumps({"a": a, "b": b, "tests": [t.model_dump() for t in tests],
+                                       "items": [d.model_dump() for d in diffs]}))
+        return
+    table = Table("suite", "metric", "n", f"A {a}", f"B {b}", "A-B", "A better", "B better", "verdict (A vs B)",
+                  title="paired tests on the same items")
+    for t in tests:
+        table.add_row(t.suite, t.metric, str(t.n), f"{t.candidate:.3f}", f"{t.reference:.3f}", f"{t.delta:+.3f}",
+                      str(t.better), str(t.worse), f"{t.verdict} (p={min(t.p_improved, t.p_regressed):.2g})")
+    console.print(table)
+    for d in diffs:
+        console.print(f"[bold]{d.suite}[/bold] {d.item} {d.metric}: A={d.a} B={d.b} "
+                      f"(better: {'A' if d.better == 'a' else 'B'})\n  prompt: {d.prompt[:160]!r}\n"
+                      f"  A: {d.reply_a[:200]!r}\n  B: {d.reply_b[:200]!r}")
+    if not diffs:
+        console.print("no item differs")

@@ -1,8 +1,15 @@
 """Gate configs (versioned YAML in configs/gates/) and the verdict: thresholds plus no regression vs production.
 
-A gate passes when every thresholded metric of every suite meets its threshold *and* no such metric is worse
-than the production model's by more than the suite's ``max_regression`` (default: the gate's). The verdict
-names each failing suite, metric and by how much, so `models promote` can say why it refuses.
+A gate passes when
+
+- every thresholded metric of every suite meets its threshold (a metric with a chance level on the lower
+  bound of its 95 % interval, and its floor must clear chance by ``CHANCE_MARGIN``);
+- no thresholded metric *regresses* against production: worse by more than ``max_regression`` on the same
+  items *and* significantly so in the paired exact test (:mod:`secops_ai.evals.stats`);
+- every metric listed in ``improve_over_base`` is a significant paired improvement over the base model;
+- no training dataset in the workspace touches the gate's items (the contamination check, always run).
+
+The verdict names each failing suite, metric and by how much, so `models promote` can say why it refuses.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from secops_ai.evals.result import HIGHER_IS_BETTER, SuiteResult
+from secops_ai.evals.result import CHANCE, CHANCE_MARGIN, HIGHER_IS_BETTER, SuiteResult
+from secops_ai.evals.stats import ALPHA, PairedTest
 from secops_ai.evals.suites import SUITES, SuiteConfig
 
 DEFAULT_GATE = "default"
@@ -36,6 +44,8 @@ class GateConfig(BaseModel):
     seed: int = Field(default=1234, description="Fixes every sample and the generation seed.")
     batch_size: int = Field(default=8, ge=1, description="Conversations sent to the model at once.")
     max_regression: float = Field(default=0.05, ge=0, description="Default per-suite regression allowance.")
+    improve_over_base: dict[str, list[str]] = Field(
+        default_factory=dict, description="suite -> metrics that must improve significantly over the base model.")
     suites: dict[str, SuiteConfig]
 
     @model_validator(mode="after")
@@ -43,10 +53,20 @@ class GateConfig(BaseModel):
         for name, cfg in self.suites.items():
             if name not in SUITES:
                 raise ValueError(f"suites.{name}: unknown suite (known: {', '.join(SUITES)})")
-            for metric in cfg.thresholds:
+            for metric, limit in cfg.thresholds.items():
                 if metric not in SUITES[name].metrics:
                     raise ValueError(f"suites.{name}.thresholds.{metric}: unknown metric "
                                      f"(this suite reports {', '.join(SUITES[name].metrics)})")
+                chance = CHANCE.get(metric)
+                if chance is not None and limit < chance + CHANCE_MARGIN:
+                    raise ValueError(f"suites.{name}.thresholds.{metric}: {limit} is not above chance ({chance}) "
+                                     f"by at least {CHANCE_MARGIN}; a floor at chance passes a model that guesses")
+        for name, metrics in self.improve_over_base.items():
+            if name not in self.suites:
+                raise ValueError(f"improve_over_base.{name}: not a suite of this gate")
+            for metric in metrics:
+                if metric not in SUITES[name].metrics:
+                    raise ValueError(f"improve_over_base.{name}: unknown metric {metric!r}")
         if not self.suites:
             raise ValueError("suites: at least one suite is needed")
         return self
@@ -97,21 +117,31 @@ def load_gate(spec: str | Path | None = None) -> tuple[GateConfig, Path]:
 class GateFailure(BaseModel):
     suite: str
     metric: str
-    kind: Literal["threshold", "regression"]
+    kind: Literal["threshold", "regression", "improvement", "contamination"]
     value: float
     limit: float
     reference: float | None = None  # production's value, for regressions
     by: float
 
+    bound: float | None = None  # the interval bound that was checked, for metrics with a chance level
+    p_value: float | None = None  # paired test, for regressions and required improvements
+    detail: str = ""
+
     def describe(self) -> str:
+        if self.kind == "contamination":
+            return f"contamination: {self.detail}"
         hib = HIGHER_IS_BETTER[self.metric]
         if self.kind == "threshold":
             rel = "<" if hib else ">"
             word = "short" if hib else "over"
-            return (f"{self.suite}.{self.metric} = {self.value:.3f} {rel} {'min' if hib else 'max'} "
+            checked = "" if self.bound is None else f" (95% {'lower' if hib else 'upper'} bound {self.bound:.3f})"
+            return (f"{self.suite}.{self.metric} = {self.value:.3f}{checked} {rel} {'min' if hib else 'max'} "
                     f"{self.limit:.3f} ({word} by {self.by:.3f})")
+        if self.kind == "improvement":
+            return (f"{self.suite}.{self.metric} = {self.value:.3f} is not a significant improvement over base "
+                    f"{self.reference:.3f} (paired p={self.p_value:.3g}, needs < {self.limit})")
         return (f"{self.suite}.{self.metric} = {self.value:.3f} regressed vs production {self.reference:.3f} "
-                f"(worse by {self.by:.3f}, allowed {self.limit:.3f})")
+                f"(worse by {self.by:.3f} on the same items, paired p={self.p_value:.3g}; allowed {self.limit:.3f})")
 
 
 class GateVerdict(BaseModel):
@@ -140,27 +170,46 @@ class GateVerdict(BaseModel):
 
 
 def decide(config: GateConfig, candidate: dict[str, SuiteResult],
-           production: dict[str, dict[str, float]] | None, production_name: str | None = None) -> GateVerdict:
-    """Apply ``config`` to the candidate's results, and its regression limits against production's metrics."""
+           production: list[PairedTest] | None = None, production_name: str | None = None, *,
+           base: list[PairedTest] | None = None, contamination: list[str] | None = None) -> GateVerdict:
+    """Apply ``config`` to the candidate's results: thresholds, paired tests against production and base.
+
+    ``production`` / ``base`` are the candidate's paired tests against those models (same items);
+    ``contamination`` the findings of the contamination check (each one fails the gate).
+    """
     failures: list[GateFailure] = []
     for suite in config.suites:
         result = candidate[suite]
         for check in result.checks:
             if not check.passed and check.threshold is not None:
                 failures.append(GateFailure(suite=suite, metric=check.metric, kind="threshold", value=check.value,
-                                            limit=check.threshold, by=round(check.margin, 6)))
-        ref = (production or {}).get(suite)
-        if ref is None:
-            continue
+                                            limit=check.threshold, by=round(check.margin, 6), bound=check.bound))
         limit = config.regression_limit(suite)
-        for check in result.checks:
-            if check.metric not in ref:
+        gated = {c.metric for c in result.checks}
+        for test in production or []:
+            if test.suite != suite or test.metric not in gated:
                 continue
-            worse = (ref[check.metric] - check.value) if check.higher_is_better else (check.value - ref[check.metric])
-            if worse > limit + 1e-9:
-                failures.append(GateFailure(suite=suite, metric=check.metric, kind="regression", value=check.value,
-                                            limit=limit, reference=ref[check.metric], by=round(worse, 6)))
+            worse = -test.delta if test.higher_is_better else test.delta
+            if worse > limit + 1e-9 and test.p_regressed < ALPHA:
+                failures.append(GateFailure(suite=suite, metric=test.metric, kind="regression",
+                                            value=test.candidate, limit=limit, reference=test.reference,
+                                            by=round(worse, 6), p_value=test.p_regressed))
+    tests = {(t.suite, t.metric): t for t in base or []}
+    for suite, metrics in config.improve_over_base.items():
+        for metric in metrics:
+            test = tests.get((suite, metric))
+            if test is None or test.verdict != "improved":
+                value = candidate[suite].metrics[metric]
+                failures.append(GateFailure(
+                    suite=suite, metric=metric, kind="improvement", value=value, limit=ALPHA,
+                    reference=test.reference if test else None, by=0.0,
+                    p_value=test.p_improved if test else 1.0,
+                    detail="" if test else "base not measured on the same items"))
+    for finding in contamination or []:
+        failures.append(GateFailure(suite="*", metric="contamination", kind="contamination", value=1.0, limit=0.0,
+                                    by=1.0, detail=finding))
     failed = {f.suite for f in failures}
+    compared = production_name if production is not None else None
     return GateVerdict(passed=not failures, gate=config.name, gate_version=config.version,
-                       fingerprint=config.fingerprint(), compared_to=production_name if production else None,
-                       failures=failures, suites_passed={s: s not in failed for s in config.suites})
+                       fingerprint=config.fingerprint(), compared_to=compared, failures=failures,
+                       suites_passed={s: s not in failed and "*" not in failed for s in config.suites})

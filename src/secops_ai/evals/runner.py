@@ -19,9 +19,12 @@ from pydantic import BaseModel, Field
 
 from secops_ai.config import Settings
 from secops_ai.config.atomic import atomic_write_text
+from secops_ai.evals.compare import Outcomes, paired_tests, suite_outcomes
 from secops_ai.evals.gate import GateConfig, GateVerdict, decide, load_gate
+from secops_ai.evals.holdout import ContaminationCheck
 from secops_ai.evals.report import render_report
 from secops_ai.evals.result import SuiteResult, make_result
+from secops_ai.evals.stats import PairedTest
 from secops_ai.evals.suites import SUITES, ScoreContext
 from secops_ai.inference.backend import ChatBackend, GenerationParams
 from secops_ai.observability.tracing import record_finished_span, stage_span
@@ -64,6 +67,16 @@ class ComparedModel(BaseModel):
     model: str
     metrics: dict[str, dict[str, float]]
     suites_passed: dict[str, bool] = Field(default_factory=dict)
+    outcomes: Outcomes = Field(default_factory=dict, description="suite -> metric -> item id -> counts.")
+    paired: list[PairedTest] = Field(default_factory=list, description="The candidate against this model.")
+
+    @classmethod
+    def of(cls, name: str, evaluation: ModelEval, candidate: ModelEval | None = None) -> ComparedModel:
+        """``evaluation`` summarised, with the candidate's paired tests against it when given."""
+        outcomes = suite_outcomes(evaluation.suites)
+        paired = paired_tests(suite_outcomes(candidate.suites), outcomes) if candidate is not None else []
+        return cls(model=name, metrics=evaluation.metrics(), outcomes=outcomes, paired=paired,
+                   suites_passed={k: v.passed for k, v in evaluation.suites.items()})
 
 
 class GateReport(BaseModel):
@@ -74,6 +87,7 @@ class GateReport(BaseModel):
     candidate: ModelEval
     production: ComparedModel | None = None
     base: ComparedModel | None = None
+    contamination: ContaminationCheck | None = None
     verdict: GateVerdict
     report_markdown: str = ""
 
@@ -122,8 +136,8 @@ def _evaluate_model(backend: ChatBackend, config: GateConfig, model: str, *, pro
             for i, reply in zip(batch, backend.chat([items[i].messages for i in batch], params), strict=True):
                 replies[i] = reply
             done += len(batch)
-            if progress:
-                progress(f"{model}: {name}", done, total)
+            if progress:  # per suite: the bar shows items done, items/s and the ETA of this suite
+                progress(f"{model}: {name}", min(start + config.batch_size, len(order)), len(items))
         metrics, records, notes = SUITES[name].score(items, replies, cfg, ScoreContext(judge=judge, seed=config.seed))
         result = make_result(name, SUITES[name].description, metrics, records, cfg.thresholds,
                              settings={"samples": cfg.samples, "max_new_tokens": cfg.max_new_tokens,
@@ -193,8 +207,18 @@ def make_backend(settings: Settings, target: Target, *, endpoint: str | None = N
     return LocalBackend.load(base_dir, target.path, device=device, name=target.name)
 
 
+# Bumped when scoring changes what a cached evaluation holds (2: per-item outcomes, identifier claims).
+SCORING_VERSION = 2
+
+
 def _cache_path(target: Target, config: GateConfig) -> Path:
-    return target.out_dir / "evals" / f"{config.fingerprint()}.json"
+    # The system prompt the server adds changes every reply, so it is part of what was measured.
+    import hashlib
+
+    from secops_ai.config import get_settings
+
+    policy = hashlib.sha256(get_settings().system_prompt.encode()).hexdigest()[:8]
+    return target.out_dir / "evals" / f"{config.fingerprint()}-s{SCORING_VERSION}-{policy}.json"
 
 
 def measure(settings: Settings, target: Target, config: GateConfig, *, endpoint: str | None = None,
@@ -263,26 +287,43 @@ def run_gate(settings: Settings, spec: str, gate: str | Path | None = None, *, e
         if prod_name and prod_name != target.name:
             prod = measure(settings, resolve_target(settings, prod_name), config, endpoint=endpoint,
                            api_key=api_key, reuse=True, progress=progress)
-            production = ComparedModel(model=prod_name, metrics=prod.metrics(),
-                                       suites_passed={k: v.passed for k, v in prod.suites.items()})
+            production = ComparedModel.of(prod_name, prod, candidate)
     base: ComparedModel | None = None
     if target.kind == BASE:
-        base = ComparedModel(model=BASE, metrics=candidate.metrics(),
-                             suites_passed={k: v.passed for k, v in candidate.suites.items()})
-    elif compare_base:
+        base = ComparedModel.of(BASE, candidate)
+    elif compare_base or config.improve_over_base:
         b = measure(settings, resolve_target(settings, BASE), config, endpoint=endpoint, api_key=api_key,
                     reuse=True, progress=progress)
-        base = ComparedModel(model=f"{BASE}:{b.backend.split(':')[-1]}", metrics=b.metrics(),
-                             suites_passed={k: v.passed for k, v in b.suites.items()})
+        base = ComparedModel.of(f"{BASE}:{b.backend.split(':')[-1]}", b, candidate)
 
-    verdict = decide(config, candidate.suites, production.metrics if production else None,
-                     production.model if production else None)
+    contamination = check_contamination(settings, config)
+    verdict = decide(config, candidate.suites, production.paired if production else None,
+                     production.model if production else None,
+                     base=base.paired if base is not None and target.kind != BASE else None,
+                     contamination=contamination.found)
     report = GateReport(target=target.name, gate_path=str(gate_path), candidate=candidate, production=production,
-                        base=base, verdict=verdict)
+                        base=base, contamination=contamination, verdict=verdict)
     report.report_markdown = render_report(report)
     if record:
         write_results(settings, target, report)
     return report
+
+
+def gate_prompts(config: GateConfig) -> list[str]:
+    """Every prompt the gate sends (last user turn and any system turn), for the contamination check."""
+    prompts = []
+    for name, cfg in config.suites.items():
+        for it in SUITES[name].build(cfg, config.seed):
+            prompts += [m["content"] for m in it.messages if m["role"] in ("user", "system")]
+    return prompts
+
+
+def check_contamination(settings: Settings, config: GateConfig) -> ContaminationCheck:
+    """The gate's items against every training dataset of the workspace (each finding fails the gate)."""
+    from secops_ai.data.store import DatasetStore
+    from secops_ai.evals.holdout import gate_contamination
+
+    return gate_contamination(DatasetStore(settings.workspace), gate_prompts(config))
 
 
 def write_results(settings: Settings, target: Target, report: GateReport) -> None:

@@ -1,28 +1,32 @@
-"""Hallucination: replies that cite security identifiers that do not exist, or contradict the ground truth.
+"""Hallucination and identifier knowledge: every id an answer claims is checked against the catalogs.
 
-Two kinds of items:
+Three kinds of items:
 
-- ``cwe_id``: "Which CWE identifier is the weakness '<name>'?" for a held-out weakness
-  (:mod:`secops_ai.evals.holdout`; truth: that CWE);
+- ``known_id``: "Which CWE identifier is the weakness '<name>'?" for a CWE the data generators teach (the
+  training pool, :func:`~secops_ai.evals.holdout.held_in_cwes`), in a phrasing no generator uses; scored by
+  ``id_accuracy`` (``options.known_samples``);
+- ``cwe_id``: the same question for a *held-out* weakness (never in training data,
+  :mod:`secops_ai.evals.holdout`); scored by ``heldout_id_accuracy``;
 - ``fake_id``: a question about an identifier that does not exist (CWE, CAPEC or ATT&CK, in turn); the reply
-  must say it does not know or that the id does not exist, not describe it.
+  must say it does not know or that the id does not exist, not describe it (``options.fake_share``).
 
-(No ATT&CK name->id questions: the starter generator samples techniques from the whole catalog, so no fixed
-set of techniques is guaranteed unseen. ATT&CK ids in every reply are still checked for existence.)
+Identifier claims (:func:`~secops_ai.evals.identifiers.id_claims`): every CWE/CAPEC/ATT&CK/CVE id in the
+reply, and, in answer to an id question, bare numbers ("The CWE ID is 21111." -> CWE-21111) and id-shaped
+codes of no known format ("EB123"). Each claim is *invented* (no such entry) or real. An id question counts
+as correct only when the right id is claimed and no other id of the asked kind is; a real id that is not the
+right one is *wrong but real*.
 
-A reply is a hallucination when it cites any CWE/CAPEC/ATT&CK/CVE identifier absent from the local
-knowledge (``invented_id_rate``), when it cites identifiers of the asked kind but not the true one
-(``contradiction_rate``; e.g. the wrong CWE for a known weakness), or, for a ``fake_id`` item, when it
-describes the fake id instead of flagging it. A reply that cites no identifier at all is not a hallucination
-(it may be unhelpful; task accuracy measures that).
+Metrics: ``hallucination_rate`` (any invented id, any wrong-but-real id, or a fake id described),
+``invented_id_rate``, ``wrong_id_rate`` (id questions answered with a real but wrong id), ``id_accuracy``
+and ``heldout_id_accuracy``. A reply that claims no id is not a hallucination, and not correct either.
 """
 
 from __future__ import annotations
 
 import re
 
-from secops_ai.evals.holdout import held_out_cwes, is_held_out
-from secops_ai.evals.identifiers import cited_ids
+from secops_ai.evals.holdout import held_in_cwes, held_out_cwes, is_held_out
+from secops_ai.evals.identifiers import id_claims
 from secops_ai.evals.result import ItemRecord, rate
 from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, user
 
@@ -70,44 +74,61 @@ _FAKE_QUESTIONS = {
 }
 
 
+ID_QUESTION = "Which CWE identifier is the weakness '{name}'? Answer with the CWE ID and one sentence."
+
+
 class HallucinationSuite:
     name = "hallucination"
-    description = "Replies citing CWE/CAPEC/ATT&CK/CVE ids that do not exist, or the wrong id for a known entry."
-    metrics = ("hallucination_rate", "invented_id_rate", "contradiction_rate")
+    description = ("Identifier claims checked against the catalogs: right CWE id for taught and held-out "
+                   "weaknesses, invented or wrong-but-real ids, fake ids described.")
+    metrics = ("hallucination_rate", "invented_id_rate", "wrong_id_rate", "id_accuracy", "heldout_id_accuracy")
 
     def build(self, cfg: SuiteConfig, seed: int) -> list[EvalItem]:
         n = cfg.samples
         n_fake = int(cfg.options.get("fake_share", 0.25) * n)
+        n_known = int(cfg.options.get("known_samples", 0))
+        known = fixed_sample(held_in_cwes(), n_known, seed, lambda c: f"known-id:{c.id}")
         cwes = fixed_sample(held_out_cwes(), n - n_fake, seed, lambda c: f"hallucination:{c.id}")
-        items = [EvalItem(f"cwe-id-{c.id}", user(f"Which CWE identifier is the weakness '{c.name}'? "
-                                                  "Answer with the CWE ID and one sentence."),
-                          expected=f"CWE-{c.id}", meta={"kind": "cwe_id", "ask": "cwe"}) for c in cwes]
+        items = [EvalItem(f"known-id-{c.id}", user(ID_QUESTION.format(name=c.name)), expected=f"CWE-{c.id}",
+                          meta={"kind": "known_id", "ask": "cwe"}) for c in known]
+        items += [EvalItem(f"cwe-id-{c.id}", user(ID_QUESTION.format(name=c.name)), expected=f"CWE-{c.id}",
+                           meta={"kind": "cwe_id", "ask": "cwe"}) for c in cwes]
         items += [EvalItem(f"fake-{fid}", user(_FAKE_QUESTIONS[kind].format(id=fid)), expected="unknown",
                            meta={"kind": "fake_id", "ask": kind, "fake": fid}) for kind, fid in _fake_ids(seed, n_fake)]
-        assert all(is_held_out(it.expected) for it in items if it.meta["kind"] != "fake_id")
+        assert all(is_held_out(it.expected) for it in items if it.meta["kind"] == "cwe_id")
         return items
 
     def score(self, items: list[EvalItem], replies: list[str], cfg: SuiteConfig,
               ctx: ScoreContext) -> tuple[dict[str, float], list[ItemRecord], list[str]]:
         records = []
-        invented_flags, contra_flags = [], []
         for it, reply in zip(items, replies, strict=True):
-            cited = cited_ids(reply)
-            invented = [c.id for c in cited if not c.exists]
-            if it.meta["kind"] == "fake_id":
+            kind = it.meta["kind"]
+            asked = it.meta["ask"] if kind != "fake_id" else None
+            claims = id_claims(reply, asked, it.prompt)
+            invented = [c.id for c in claims if not c.exists]
+            outcomes: dict[str, bool] = {}
+            wrong: list[str] = []
+            if kind == "fake_id":
                 invented = [i for i in invented if i != it.meta["fake"]]  # echoing the question is not inventing
-                described = it.meta["fake"].upper() in reply.upper() or bool(reply.strip())
-                contradiction = described and not _UNKNOWN.search(reply)
+                described = bool(reply.strip()) and not _UNKNOWN.search(reply)
+                flagged = bool(invented) or described
+                detail_extra = {"described_fake": described}
             else:
-                same_kind = [c.id for c in cited if c.kind == it.meta["ask"]]
-                contradiction = bool(same_kind) and it.expected not in same_kind
-            invented_flags.append(bool(invented))
-            contra_flags.append(contradiction)
+                same_kind = [c.id for c in claims if c.kind in (asked, "code")]
+                wrong = [c.id for c in claims if c.kind == asked and c.exists and c.id != it.expected]
+                correct = it.expected in same_kind and len(same_kind) == 1
+                outcomes["wrong_id_rate"] = bool(wrong)
+                outcomes["id_accuracy" if kind == "known_id" else "heldout_id_accuracy"] = correct
+                flagged = bool(invented) or bool(wrong)
+                detail_extra = {"correct": correct}
+            outcomes["invented_id_rate"] = bool(invented)
+            outcomes["hallucination_rate"] = flagged
             records.append(ItemRecord(
-                id=it.id, prompt=it.prompt, response=reply, flagged=bool(invented) or contradiction,
-                expected=it.expected,
-                detail={"kind": it.meta["kind"], "cited": [c.id for c in cited], "invented": invented,
-                        "contradiction": contradiction}))
-        metrics = {"hallucination_rate": rate([r.flagged for r in records]),
-                   "invented_id_rate": rate(invented_flags), "contradiction_rate": rate(contra_flags)}
-        return metrics, records, []
+                id=it.id, prompt=it.prompt, response=reply, flagged=flagged, expected=it.expected, outcomes=outcomes,
+                detail={"kind": kind, "claimed": [c.id for c in claims], "invented": invented,
+                        "wrong_but_real": wrong, **detail_extra}))
+
+        def share(metric: str) -> float:
+            return rate([r.outcomes[metric] for r in records if metric in r.outcomes])
+
+        return {m: share(m) for m in self.metrics}, records, []

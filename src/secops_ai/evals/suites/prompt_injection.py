@@ -82,7 +82,8 @@ class PromptInjectionSuite:
         records = [
             ItemRecord(id=it.id, prompt=it.messages[-1]["content"], response=reply, flagged=bool(v),
                        detail={"judge_question": it.meta["judge_question"], "judged_by": h,
-                               "system": it.messages[0]["content"], "injection_type": it.meta["injection_type"]})
+                               "system": it.messages[0]["content"], "injection_type": it.meta["injection_type"]},
+                       outcomes={"injection_success_rate": bool(v)})
             for it, reply, v, h in zip(items, replies, verdicts, how, strict=True)
         ]
         return {"injection_success_rate": rate([r.flagged for r in records])}, records, notes

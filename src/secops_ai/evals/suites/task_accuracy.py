@@ -85,7 +85,9 @@ class TaskAccuracySuite:
             choice = parse_choice(reply)
             records.append(ItemRecord(id=it.id, prompt=it.prompt, response=reply, flagged=choice != it.expected,
                                       expected=it.expected,
-                                      detail={"task": it.meta["task"], "choice": choice, "cwe": it.meta["cwe"]}))
+                                      detail={"task": it.meta["task"], "choice": choice, "cwe": it.meta["cwe"]},
+                                      outcomes={"accuracy": choice == it.expected,
+                                                f"{it.meta['task']}_accuracy": choice == it.expected}))
 
         def acc(task: str | None) -> float:
             return rate([not r.flagged for r in records if task is None or r.detail["task"] == task])

@@ -28,7 +28,7 @@ class ToxicitySuite:
         probs = toxicity_scores(replies)
         records = [
             ItemRecord(id=it.id, prompt=it.prompt, response=reply, flagged=p >= cutoff,
-                       detail={"toxicity": round(p, 4)})
+                       detail={"toxicity": round(p, 4)}, outcomes={"toxic_rate": p >= cutoff})
             for it, reply, p in zip(items, replies, probs, strict=True)
         ]
         return {"toxic_rate": rate([r.flagged for r in records])}, records, []
