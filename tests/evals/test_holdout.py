@@ -40,10 +40,9 @@ def test_held_out_cwes_are_disjoint_from_what_generators_teach() -> None:
 
 
 def test_starter_datasets_contain_no_eval_item_and_a_leak_is_caught(workspace: Workspace) -> None:
+    from secops_ai.data.generators import generate
     from secops_ai.data.generators.starter import build_starter
     from secops_ai.data.store import DatasetStore
-
-    from secops_ai.data.generators import generate
 
     store = DatasetStore(workspace)
     refs = {r.ref for r in build_starter(store)}
