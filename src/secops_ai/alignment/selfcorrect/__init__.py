@@ -14,6 +14,7 @@ from secops_ai.alignment.selfcorrect.corrector import (
     Generate,
     ModeError,
     backend_generate,
+    check_claims,
     check_mode,
     correct,
     correct_batch,
@@ -21,4 +22,4 @@ from secops_ai.alignment.selfcorrect.corrector import (
 from secops_ai.alignment.selfcorrect.trace import MODES, Correction, Mode
 
 __all__ = ["MODES", "BatchGenerate", "Correction", "Generate", "Mode", "ModeError", "SelfCorrectingBackend",
-           "backend_generate", "check_mode", "correct", "correct_batch", "split_model_suffix"]
+           "backend_generate", "check_claims", "check_mode", "correct", "correct_batch", "split_model_suffix"]

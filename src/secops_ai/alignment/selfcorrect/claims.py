@@ -104,7 +104,14 @@ def _prose(text: str) -> list[Segment]:
 
 
 def join(segs: list[Segment]) -> str:
-    text = "".join(s.text for s in segs)
+    """The text back from segments, without the gap a struck (emptied) sentence leaves."""
+    parts, dropped = [], False
+    for s in segs:
+        if s.kind == "space" and dropped and "\n" not in s.text:
+            continue
+        dropped = s.kind == "sentence" and not s.text
+        parts.append(s.text)
+    text = "".join(parts)
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 

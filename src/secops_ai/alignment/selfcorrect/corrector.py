@@ -93,6 +93,14 @@ def correct(messages: list[Message], generate: Generate, mode: str = "verified",
                          drafts=None if draft is None else [draft], scan_code=scan_code)[0]
 
 
+def check_claims(text: str, question: str = "", *, scan_code: bool = True) -> Correction:
+    """The verified checks over text already written (an agent's final report, a plan), without any model call:
+    ids checked against the catalogs, contradictions struck or corrected, CVEs marked unverified, verified ids
+    cited. ``question`` (the task) tells which entries the text is about."""
+    return correct_batch([[{"role": "user", "content": question}]], None, "verified", drafts=[text],
+                         scan_code=scan_code)[0]
+
+
 def backend_generate(backend: ChatBackend, params: GenerationParams | None = None) -> BatchGenerate:
     """A :data:`BatchGenerate` over a :class:`ChatBackend` (critiques get a shorter budget)."""
     base = params or GenerationParams()
@@ -104,16 +112,20 @@ def backend_generate(backend: ChatBackend, params: GenerationParams | None = Non
     return run
 
 
-def correct_batch(conversations: Sequence[list[Message]], generate: BatchGenerate, mode: str = "verified", *,
-                  drafts: Sequence[str] | None = None, scan_code: bool = True) -> list[Correction]:
-    """:func:`correct` for many conversations, one backend call per stage."""
+def correct_batch(conversations: Sequence[list[Message]], generate: BatchGenerate | None, mode: str = "verified",
+                  *, drafts: Sequence[str] | None = None, scan_code: bool = True) -> list[Correction]:
+    """:func:`correct` for many conversations, one backend call per stage. With ``generate=None`` (``drafts``
+    given, verified mode) only the deterministic checks and corrections run."""
     mode = check_mode(mode)
+    if generate is None and (drafts is None or mode == "intrinsic"):
+        raise ValueError("generate=None needs drafts and mode 'verified' or 'off'")
     convs = [list(c) for c in conversations]
     started = time.perf_counter()
     calls = [0] * len(convs)
     if drafts is None:
-        drafts = _generate(generate, convs, None, calls, range(len(convs)))
+        drafts = _generate(generate, convs, None, calls, range(len(convs)))  # type: ignore[arg-type]
     drafts = list(drafts)
+    assert len(drafts) == len(convs), "one draft per conversation"
     failures: list[str] = []
     if mode == "off":
         out = [Correction(mode="off", final=d, draft=d) for d in drafts]
@@ -224,15 +236,16 @@ class _State:
         return ref in self.entries
 
 
-def _verified(convs: list[list[Message]], drafts: list[str], generate: BatchGenerate, calls: list[int],
+def _verified(convs: list[list[Message]], drafts: list[str], generate: BatchGenerate | None, calls: list[int],
               scan_code: bool, failures: list[str]) -> list[Correction]:
     states = [_subjects(last_user_text(c)) for c in convs]
     problems = [_inspect(s, d, "draft", scan_code) for s, d in zip(states, drafts, strict=True)]
-    todo = [i for i, p in enumerate(problems) if p]
+    todo = [i for i, p in enumerate(problems) if p] if generate is not None else []
     prompts = {i: [*convs[i][:-1], {"role": "user", "content": _evidence_prompt(states[i], problems[i])}]
                for i in todo}
     regen_convs = [prompts.get(i, convs[i]) for i in range(len(convs))]
-    regenerated = dict(zip(todo, _generate(generate, regen_convs, None, calls, todo, failures), strict=True))
+    regenerated = dict(zip(todo, _generate(generate, regen_convs, None, calls, todo, failures),  # type: ignore[arg-type]
+                           strict=True))
     out = []
     for i, (state, draft) in enumerate(zip(states, drafts, strict=True)):
         text = draft
