@@ -50,13 +50,34 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(default=512, ge=1, description="Upper bound on max_tokens per request.")
     device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
     log_level: str = Field(default="INFO", description="Python logging level.")
+    # Agent runs (issue 10): what an API caller may point an agent at, and how much a run may copy and write.
+    agent_workspace_roots: str | None = Field(
+        default=None,
+        description="Comma-separated folders API callers may run agents on (links resolved before the check); "
+        "default: $SECOPS_HOME/workspaces. The CLI (the operator) is not limited to them.",
+    )
+    agent_approval: Literal["ask", "deny", "allow"] = Field(
+        default="ask",
+        description="Least strict approval policy an API request may ask for: 'allow' lets requests run high-risk "
+        "tools with no person in the loop; requests may always ask for something stricter.",
+    )
+    agent_max_copy_bytes: int = Field(
+        default=256 << 20, ge=0, description="Largest folder (bytes, .git excluded) an agent run copies; else 413."
+    )
+    agent_max_copy_files: int = Field(
+        default=50_000, ge=0, description="Most files and folders an agent run copies; else 413."
+    )
+    agent_disk_quota_bytes: int = Field(
+        default=1 << 30, ge=1 << 20,
+        description="Bytes one agent run's working copies may hold together; commands passing it are killed.",
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias="DATABASE_URL",
         description="SQLAlchemy URL for metadata; default SQLite at $SECOPS_HOME/secops.db.",
     )
 
-    @field_validator("adapter", "llm_base_url", "api_keys", "llm_api_key", mode="before")
+    @field_validator("adapter", "llm_base_url", "api_keys", "llm_api_key", "agent_workspace_roots", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
