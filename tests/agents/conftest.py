@@ -97,12 +97,18 @@ def wait_for() -> Callable[..., Any]:
 
 
 @pytest.fixture
-def agent_client(workspace):
-    """A TestClient over the real app (no model loaded); agent runs use the real tool registry and sandbox."""
+def agent_client(workspace, tmp_path, monkeypatch):
+    """A TestClient over the real app (no model loaded); agent runs use the real tool registry and sandbox.
+
+    API callers may only use folders under ``SECOPS_AGENT_WORKSPACE_ROOTS``: here the test's ``tmp_path``.
+    """
     from fastapi.testclient import TestClient
 
     from secops_ai.api.app import create_app
     from secops_ai.config import get_settings
+
+    monkeypatch.setenv("SECOPS_AGENT_WORKSPACE_ROOTS", str(tmp_path))
+    get_settings.cache_clear()
 
     app = create_app(get_settings(), load_model=False)
     with TestClient(app) as client:

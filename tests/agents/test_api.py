@@ -25,7 +25,8 @@ def _done(client, run_id: str, wait_for) -> dict:
 
 
 @pytest.mark.parametrize(("body", "param", "message"), [
-    ({"task": "t", "workspace": "/no/such/dir"}, "workspace", "is not a directory"),
+    ({"task": "t", "workspace": "/no/such/dir"}, "workspace", "is not inside the folders"),
+    ({"task": "t", "workspace": "no-such-dir"}, "workspace", "is not a directory"),
     ({"task": "", "workspace": "."}, "task", "at least 1 character"),
     ({"task": "t", "workspace": ".", "model": "scripted"}, None, "needs a playbook"),
     ({"task": "t", "workspace": ".", "budget": {"max_steps": 0}}, "budget.max_steps", "greater than or equal to 1"),
@@ -120,6 +121,7 @@ def test_a_run_on_the_served_local_model_decodes_schema_valid_steps(workspace, m
     from secops_ai.config import get_settings
 
     monkeypatch.setenv("SECOPS_BASE_MODEL", str(tiny_llama_dir))
+    monkeypatch.setenv("SECOPS_AGENT_WORKSPACE_ROOTS", str(tmp_path))
     get_settings.cache_clear()
     budget = {"max_steps": 1, "max_tokens": 32, "tokens_per_call": 16, "max_seconds": 120}
     with TestClient(create_app(get_settings(), load_model=True)) as client:

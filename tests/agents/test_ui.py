@@ -30,7 +30,10 @@ def ui_server(tmp_path_factory):
     home = tmp_path_factory.mktemp("ui-home")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("SECOPS_API_KEYS", "SECOPS_LLM_BASE_URL")}
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env={**env, "SECOPS_HOME": str(home)},
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env={**env, "SECOPS_HOME": str(home),
+                                                                         # the repos live in pytest's temp folders
+                                                                         "SECOPS_AGENT_WORKSPACE_ROOTS":
+                                                                         str(tmp_path_factory.getbasetemp())},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -8,7 +8,11 @@ stay listable after a restart because everything is read back from ``storage/age
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import stat
 import threading
 import time
 import uuid
@@ -22,12 +26,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from secops_ai.agents.actions import ApprovalDecision, ApprovalRequest, Budget
 from secops_ai.agents.events import EventLog
 from secops_ai.agents.loop import AgentConfig, AgentLoop, ApprovalGate, ApprovalPolicy, RunResult
+from secops_ai.agents.safe_paths import tree_usage
 from secops_ai.agents.scripted import Script, ScriptedBackend
 from secops_ai.agents.trajectory import (
     RunSummary,
     TrajectoryError,
     TrajectoryWriter,
     read_events,
+    read_request,
+    request_path,
     summarize,
     trajectory_path,
 )
@@ -48,7 +55,12 @@ class RunRequest(BaseModel):
     model: str | None = Field(default=None, description="Model/adapter name, or 'scripted' to run `script`.")
     script: Script | None = Field(default=None, description="The playbook a 'scripted' model answers from.")
     budget: Budget = Field(default_factory=Budget)
-    approval: ApprovalPolicy = Field(default="ask", description="High-risk tools: ask a person, deny, or allow.")
+    approval: ApprovalPolicy | None = Field(
+        default=None,
+        description="High-risk tools: ask a person, deny, or allow. Over the API a request may only be as strict as "
+        "the server's SECOPS_AGENT_APPROVAL or stricter (allow < ask < deny); default 'ask' (or the server's, if "
+        "stricter).",
+    )
     approval_timeout_s: float | None = Field(default=None, gt=0, description="Refuse if nobody decides in time.")
     reflect: bool = True
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -64,6 +76,63 @@ class RunRequest(BaseModel):
 
 
 BackendFactory = Callable[[str | None], Any]
+
+_STRICTNESS = {"allow": 0, "ask": 1, "deny": 2}
+
+
+class WorkspaceRefused(ValueError):
+    """The workspace is outside the operator's roots (or not a folder): a 400 naming ``workspace``."""
+
+
+class WorkspaceTooLarge(ValueError):
+    """The workspace holds more than a run may copy: a 413 naming ``workspace``."""
+
+
+def workspace_roots(settings: Settings) -> list[Path]:
+    """Folders API callers may point agents at (``SECOPS_AGENT_WORKSPACE_ROOTS``), links resolved."""
+    raw = settings.agent_workspace_roots
+    if raw is None:
+        default = settings.workspace.root / "workspaces"
+        default.mkdir(parents=True, exist_ok=True)
+        return [default.resolve()]
+    return [Path(p.strip()).expanduser().resolve() for p in raw.split(",") if p.strip()]
+
+
+def resolve_workspace(settings: Settings, workspace: str, *, operator: bool) -> Path:
+    """The folder a run works on. API callers: inside a root, checked after every link is resolved.
+
+    The root check comes before the existence check and messages quote only the caller's own text, so the
+    answer tells nothing about folders outside the roots.
+    """
+    if "\0" in workspace:
+        raise WorkspaceRefused("workspace: must not contain a NUL byte")
+    if operator:
+        folder = Path(workspace).expanduser().resolve()
+    else:
+        roots = workspace_roots(settings)
+        given = Path(workspace)
+        base = roots[0] if roots else Path("/nonexistent")
+        folder = (given if given.is_absolute() else base / given).resolve()
+        if not any(folder == root or root in folder.parents for root in roots):
+            raise WorkspaceRefused(
+                f"workspace: {workspace!r} is not inside the folders this server lets API callers use "
+                "(SECOPS_AGENT_WORKSPACE_ROOTS; a relative path is taken inside the first one)")
+    if not folder.is_dir():
+        raise WorkspaceRefused(f"workspace: {workspace} is not a directory")
+    return folder
+
+
+def effective_approval(settings: Settings, asked: ApprovalPolicy | None, *, operator: bool) -> ApprovalPolicy:
+    """The policy a run gets: operators choose freely; API requests never less strict than the server's."""
+    if operator:
+        return asked or "ask"
+    floor = settings.agent_approval
+    if asked is None:
+        return "ask" if _STRICTNESS["ask"] >= _STRICTNESS[floor] else floor
+    if _STRICTNESS[asked] < _STRICTNESS[floor]:
+        raise ValueError(f"approval: {asked!r} is less strict than this server allows (SECOPS_AGENT_APPROVAL="
+                         f"{floor!r}); ask for {floor!r} or stricter (allow < ask < deny)")
+    return asked
 
 
 @dataclass
@@ -116,22 +185,41 @@ class RunManager:
         self._slots = threading.BoundedSemaphore(max_concurrent)
 
     # ---------------------------------------------------------------------------------------------- start
-    def start(self, request: RunRequest, *, gate: ApprovalGate | None = None) -> RunHandle:
-        """Create the run (its trajectory exists when this returns) and start it in a worker thread."""
-        folder = Path(request.workspace).expanduser()
-        if not folder.is_dir():
-            raise ValueError(f"workspace: {request.workspace} is not a directory")
+    def start(self, request: RunRequest, *, gate: ApprovalGate | None = None, operator: bool = False) -> RunHandle:
+        """Create the run (its request and trajectory are on disk when this returns) and start it in a thread.
+
+        ``operator=False`` (the API) confines the workspace to :func:`workspace_roots` and the approval policy to
+        the server's floor; the CLI passes ``operator=True``. Both are refused a folder larger than a run may copy
+        (:class:`WorkspaceTooLarge`) before anything is copied or created.
+        """
         if request.model == SCRIPTED and request.script is None:
             raise ValueError("script: a 'scripted' run needs a playbook (plan, actions)")
+        folder = resolve_workspace(self.settings, request.workspace, operator=operator)
+        policy = effective_approval(self.settings, request.approval, operator=operator)
+        self._check_size(request.workspace, folder)
+        request = request.model_copy(update={"approval": policy})
         run_id = f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        # The request is durable before the run is acknowledged: a server killed while the run waits for a slot
+        # leaves it listed as interrupted with its task and workspace, never as an empty file.
+        _write_request(request_path(self.runs_dir, run_id), request, folder)
         writer = TrajectoryWriter(trajectory_path(self.runs_dir, run_id), fsync=self.fsync)
         handle = RunHandle(run_id, request, EventLog(run_id, writer),
-                           gate or ApprovalGate(request.approval, timeout=request.approval_timeout_s))
+                           gate or ApprovalGate(policy, timeout=request.approval_timeout_s))
         with self._lock:
             self._runs[run_id] = handle
-        handle.thread = threading.Thread(target=self._run, args=(handle, folder.resolve()), name=run_id, daemon=True)
+        handle.thread = threading.Thread(target=self._run, args=(handle, folder), name=run_id, daemon=True)
         handle.thread.start()
         return handle
+
+    def _check_size(self, given: str, folder: Path) -> None:
+        max_bytes, max_files = self.settings.agent_max_copy_bytes, self.settings.agent_max_copy_files
+        used, files = tree_usage(folder, max_bytes=max_bytes, max_files=max_files, skip=frozenset({".git"}))
+        if used > max_bytes:
+            raise WorkspaceTooLarge(f"workspace: {given!r} holds more than {max_bytes} bytes, the most an agent run "
+                                    "copies (SECOPS_AGENT_MAX_COPY_BYTES)")
+        if files > max_files:
+            raise WorkspaceTooLarge(f"workspace: {given!r} holds more than {max_files} files and folders, the most "
+                                    "an agent run copies (SECOPS_AGENT_MAX_COPY_FILES)")
 
     def _run(self, handle: RunHandle, folder: Path) -> None:
         req = handle.request
@@ -174,8 +262,12 @@ class RunManager:
         from secops_ai.agents.tools.base import ToolContext, default_registry
 
         registry = self._registry_factory() if self._registry_factory else default_registry()
-        sandbox = self._sandbox_factory() if self._sandbox_factory else Sandbox()
-        copy = sandbox.working_copy(folder)
+        quota = self.settings.agent_disk_quota_bytes
+        sandbox = self._sandbox_factory() if self._sandbox_factory else Sandbox(disk_quota=quota)
+        if getattr(sandbox, "disk_quota", quota) is None:
+            sandbox.disk_quota = quota
+        copy = sandbox.working_copy(folder, max_bytes=min(quota, self.settings.agent_max_copy_bytes),
+                                    max_files=self.settings.agent_max_copy_files)
         ctx = ToolContext(run_id=run_id, workspace=copy, original=folder, sandbox=sandbox,
                           memory=self._shared("memory", _long_term_memory), settings=self.settings)
         return registry, ctx, sandbox
@@ -198,13 +290,18 @@ class RunManager:
             return handle.summary()
         path = trajectory_path(self.runs_dir, run_id)
         try:
-            stat = path.stat()
+            st = path.lstat()  # a planted link is no run: never followed out of the workspace
         except OSError:
             raise RunNotFound(f"no agent run {run_id!r}") from None
-        stamp = (stat.st_size, stat.st_mtime_ns)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunNotFound(f"no agent run {run_id!r}")
+        stamp = (st.st_size, st.st_mtime_ns)
         cached = self._summaries.get(run_id)
         if cached is None or cached[0] != stamp:  # a file only changes while its run is live: cache the fold
-            cached = (stamp, summarize(run_id, self.events(run_id)))
+            summary = summarize(run_id, self.events(run_id))
+            if not summary.started_at:  # never started (queued when the server stopped): its request tells what
+                summary = _from_request(summary, read_request(request_path(self.runs_dir, run_id)))
+            cached = (stamp, summary)
             self._summaries[run_id] = cached
         return cached[1].model_copy()
 
@@ -221,12 +318,22 @@ class RunManager:
     def list(self) -> list[RunSummary]:
         """Every run in this workspace, newest first."""
         out = []
-        for path in sorted(self.runs_dir.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
+        paths = []
+        for path in self.runs_dir.glob("*.jsonl"):
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):  # links (planted or not) are never followed out of SECOPS_HOME
+                log.warning("skipping %s: not a regular file", path.name)
+                continue
+            paths.append((st.st_mtime, path))
+        for _, path in sorted(paths, reverse=True):
             run_id = path.stem
             try:
                 out.append(self.summary(run_id))
             except (TrajectoryError, RunNotFound) as exc:
-                log.warning("skipping unreadable trajectory %s: %s", path, exc)
+                log.warning("skipping unreadable trajectory %s: %s", path.name, exc)
         return out
 
     def approve(self, run_id: str, decision: ApprovalDecision) -> ApprovalRequest:
@@ -265,6 +372,41 @@ class RunManager:
         for h in handles:
             if h.thread is not None:
                 h.thread.join(timeout=timeout)
+
+
+def _write_request(path: Path, request: RunRequest, folder: Path) -> None:
+    """The run's request, fsynced before the run is acknowledged (O_EXCL: never over another file or link)."""
+    record = {"request": request.model_dump(mode="json"), "folder": str(folder), "created_at": time.time()}
+    data = json.dumps(record, ensure_ascii=False).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):  # the folder entry too, so the file survives a power cut
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _from_request(summary: RunSummary, record: dict[str, Any] | None) -> RunSummary:
+    """A run that never started: task, workspace and model from its stored request, marked honestly."""
+    if record is None:
+        return summary
+    req = record.get("request") if isinstance(record.get("request"), dict) else {}
+    summary.task, summary.workspace = str(req.get("task", "")), str(req.get("workspace", ""))
+    summary.model = str(req.get("model") or "")
+    summary.request = req
+    if summary.status == "interrupted":
+        summary.result = {"outcome": "interrupted", "code": "interrupted_while_queued",
+                          "message": "the server stopped before this run started; its request is kept and can be "
+                                     "submitted again"}
+    return summary
 
 
 def _long_term_memory(settings: Settings) -> Any:

@@ -172,7 +172,8 @@ def _cost(st: os.stat_result) -> int:
     return max(st.st_size, getattr(st, "st_blocks", 0) * 512)
 
 
-def tree_usage(root: Path, *, max_bytes: int | None = None, max_files: int | None = None) -> tuple[int, int]:
+def tree_usage(root: Path, *, max_bytes: int | None = None, max_files: int | None = None,
+               skip: frozenset[str] = frozenset()) -> tuple[int, int]:
     """(bytes, entries) under ``root`` without following links; stops early once a limit is passed."""
     total = count = 0
     stack = [Path(root)]
@@ -183,6 +184,8 @@ def tree_usage(root: Path, *, max_bytes: int | None = None, max_files: int | Non
         except OSError:
             continue
         for entry in entries:
+            if entry.name in skip:
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +64,44 @@ def trajectory_path(runs_dir: Path, run_id: str) -> Path:
     return runs_dir / f"{run_id}.jsonl"
 
 
+def request_path(runs_dir: Path, run_id: str) -> Path:
+    """Where a run's request is kept from before it is acknowledged (``<run-id>.request.json``)."""
+    return trajectory_path(runs_dir, run_id).with_suffix(".request.json")
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of ``path`` when it is a regular file; ``None`` when absent, a link or anything else.
+
+    ``O_NOFOLLOW``: a link planted in ``storage/agent_runs`` is never followed out of ``SECOPS_HOME``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def read_request(path: Path) -> dict[str, Any] | None:
+    """A stored run request, or ``None`` when missing or unreadable."""
+    raw = _read_regular(path)
+    try:
+        record = json.loads(raw) if raw is not None else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def read_events(path: Path) -> list[dict[str, Any]]:
     """Every complete event in ``path``, in order. A torn last line (a crash mid-write) is skipped."""
-    if not path.is_file():
-        raise TrajectoryError(f"no trajectory at {path}")
-    raw = path.read_bytes()
+    raw = _read_regular(path)
+    if raw is None:
+        raise TrajectoryError(f"no trajectory for run {path.stem!r}")
     lines = raw.split(b"\n")
     events = []
     for number, line in enumerate(lines, start=1):
@@ -100,6 +134,7 @@ class RunSummary(BaseModel):
     events: int = 0
     result: dict[str, Any] | None = None
     pending_approval: dict[str, Any] | None = None
+    request: dict[str, Any] | None = None  # the stored request of a run that never started (queued, interrupted)
 
 
 def summarize(run_id: str, events: list[dict[str, Any]], *, live: bool = False) -> RunSummary:

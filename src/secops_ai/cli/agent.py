@@ -70,7 +70,7 @@ def run(
 
     manager = RunManager(get_settings())
     try:
-        handle = manager.start(request)
+        handle = manager.start(request, operator=True)  # the CLI is the operator: any folder, any policy
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     console.print(f"run [bold]{handle.run_id}[/] → {manager.runs_dir / (handle.run_id + '.jsonl')}")

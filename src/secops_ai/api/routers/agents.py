@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from secops_ai.agents.actions import ApprovalDecision
-from secops_ai.agents.runs import RunManager, RunNotFound, RunRequest
+from secops_ai.agents.runs import RunManager, RunNotFound, RunRequest, WorkspaceTooLarge
 from secops_ai.agents.trajectory import RUN_ID_RE, RunSummary
 from secops_ai.api.errors import APIError
 
@@ -90,6 +90,8 @@ def start_run(body: RunRequest, request: Request) -> RunSummary:
     mgr = manager(request.app)
     try:
         handle = mgr.start(body)
+    except WorkspaceTooLarge as exc:
+        raise APIError(413, str(exc), param="workspace", code="workspace_too_large") from None
     except ValueError as exc:
         field, _, _ = str(exc).partition(":")
         raise APIError(400, str(exc), param=field if field in RunRequest.model_fields else None) from None
