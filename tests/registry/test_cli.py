@@ -37,8 +37,15 @@ def test_models_commands(workspace: Workspace, add_run) -> None:
     assert table.exit_code == 0 and "production" in table.output
     archived = runner.invoke(app, ["models", "archive", a])
     assert archived.exit_code == 0 and (workspace.models / a / "adapter_model.safetensors").is_file()
-    again = runner.invoke(app, ["models", "archive", b])  # rollback already archived it
+    retired = runner.invoke(app, ["models", "archive", b])  # demoted by the rollback; now retired on purpose
+    assert retired.exit_code == 0, retired.output
+    again = runner.invoke(app, ["models", "archive", b])
     assert again.exit_code == 1 and "already archived" in again.output
+    nothing = runner.invoke(app, ["models", "rollback"])
+    assert nothing.exit_code == 1 and "--to" in nothing.output
+    assert runner.invoke(app, ["models", "rollback", "--to", b]).exit_code == 0
+    narrow = runner.invoke(app, ["models", "list"], env={"COLUMNS": "50"})
+    assert narrow.exit_code == 0 and "…" not in narrow.output  # ids are folded, never cut
     missing = runner.invoke(app, ["models", "show", "builtin/none"])
     assert missing.exit_code == 1 and "no model 'builtin/none'" in missing.output
 

@@ -8,20 +8,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from secops_ai.cli.failure import fail as _fail
+from secops_ai.cli.tables import fold_table
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 
 
 def _registry():
     from secops_ai.registry import Registry
 
     return Registry()
-
-
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(1)
 
 
 def _call(fn, *args, **kwargs):
@@ -42,7 +39,7 @@ def list_cmd(
     """Every registered run with its stage, training stage, dataset, final loss and gate verdict."""
     records = _call(_registry().list, stage=stage)
     if as_json:
-        console.print_json(json.dumps([r.to_dict() for r in records]))
+        typer.echo(json.dumps([r.to_dict() for r in records], indent=2))
         return
     table = Table("name", "stage", "kind", "trained", "dataset", "final loss", "gate", "created")
     for r in records:
@@ -51,13 +48,13 @@ def list_cmd(
         table.add_row(r.name, stage_txt, r.kind, r.training_stage or "-", r.dataset or "-",
                       str(r.metrics.get("final_loss", "-")), gate,
                       r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "-")
-    console.print(table)
+    console.print(fold_table(table))
 
 
 @app.command("show")
 def show(name: str = typer.Argument(..., help="<provider>/<run-id>")) -> None:
     """A run's record, gate result and stage history (JSON)."""
-    console.print_json(json.dumps(_call(_registry().get, name).to_dict()))
+    typer.echo(json.dumps(_call(_registry().get, name).to_dict(), indent=2))
 
 
 @app.command("promote")
@@ -70,7 +67,7 @@ def promote(
     """Make NAME the production model (SECOPS_ADAPTER=production). Needs a passing gate, or --force --reason."""
     record = _call(_registry().promote, name, force=force, reason=reason, actor=actor)
     forced = " [yellow](forced: recorded in the registry and the model card)[/yellow]" if force else ""
-    console.print(f"[green]promoted[/green] {record.name} to production{forced}")
+    console.print(f"[green]promoted[/green] {record.name} to production{forced}", highlight=False)
 
 
 @app.command("archive")
@@ -84,9 +81,13 @@ def archive(
 
 
 @app.command("rollback")
-def rollback(reason: str | None = typer.Option(None, "--reason")) -> None:
-    """Restore the previous production model; the current one is archived."""
-    name = _call(_registry().rollback, reason=reason)
+def rollback(
+    to: str | None = typer.Option(None, "--to", help="Restore this model (it must have been in production)."),
+    reason: str | None = typer.Option(None, "--reason"),
+) -> None:
+    """Restore the model that was in production before the current one (skipping models archived on
+    purpose); the current one is archived. With no model in production, restore the last one that qualifies."""
+    name = _call(_registry().rollback, to=to, reason=reason)
     console.print(f"[green]rolled back[/green]: {name} is in production again")
 
 

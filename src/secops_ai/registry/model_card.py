@@ -40,6 +40,17 @@ def read_card(run_dir: Path) -> tuple[dict[str, Any], str]:
     return front, m.group(2)
 
 
+def card_text(run_dir: Path) -> str:
+    """The card's exact text after checking it parses (:class:`ModelCardError` otherwise)."""
+    read_card(run_dir)
+    return (Path(run_dir) / CARD).read_text(encoding="utf-8")
+
+
+def restore_card(run_dir: Path, text: str) -> None:
+    """Put back a card's earlier text (undo of an update whose transaction failed)."""
+    atomic_write_text(Path(run_dir) / CARD, text)
+
+
 def write_card(run_dir: Path, front: dict[str, Any], body: str) -> None:
     text = f"---\n{yaml.safe_dump(front, sort_keys=False).rstrip()}\n---\n{body}"
     atomic_write_text(Path(run_dir) / CARD, text)

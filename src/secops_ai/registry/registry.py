@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from secops_ai.config import Settings, get_settings
+from secops_ai.config.confine import is_inside
 from secops_ai.registry import model_card
 from secops_ai.registry.db import Base, GateResult, ModelRow, StageEvent, utcnow
 
@@ -99,6 +100,10 @@ class Registry:
             run_dir = run_json.parent
             if run_dir.parent.name == "base" or run_dir.name.startswith("."):
                 continue
+            if run_dir.is_symlink() or run_dir.parent.is_symlink() or not is_inside(run_json, models):
+                log.warning("Not registering %s: it is (or is reached through) a symlink; runs must be real "
+                            "folders inside %s", run_dir.name, models)
+                continue
             name = f"{run_dir.parent.name}/{run_dir.name}"
             if name not in known:
                 try:
@@ -111,9 +116,14 @@ class Registry:
     def register(self, run_dir: Path, *, actor: str | None = None) -> ModelRecord:
         """Add the finished run in ``run_dir`` (``models/<provider>/<run-id>/``) as a candidate."""
         run_dir = Path(run_dir)
+        if run_dir.is_symlink() or not is_inside(run_dir / "run.json", self.workspace.models):
+            raise RegistryError(f"{run_dir.name}: a run must be a real folder under models/<provider>/ "
+                                "(not a symlink, not outside the workspace)")
         try:
             info = json.loads((run_dir / "run.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            if not isinstance(info, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
             raise RegistryError(f"{run_dir}: not a finished run (run.json unreadable: {exc})") from None
         name = f"{run_dir.parent.name}/{run_dir.name}"
         with self._session.begin() as s:
@@ -195,11 +205,10 @@ class Registry:
         gate = record.gate
         gate_ok = bool(gate and gate["passed"])
         if not gate_ok:
-            detail = (gate or {}).get("summary", {}).get("message") if gate else None
+            detail = (gate.get("summary") or {}).get("message") if gate else None
+            # evals' verdict (which suite failed and by how much), quoted once
             why = ("no evaluation gate result is recorded for it" if gate is None
                    else f"its latest evaluation gate failed ({gate['ts']}" + (f": {detail})" if detail else ")"))
-            if gate is not None and (gate.get("summary") or {}).get("message"):
-                why += f": {gate['summary']['message']}"  # evals' verdict: which suite failed and by how much
             if not force:
                 raise PromotionRefused(
                     f"promotion of {name} refused: {why}. Run `secops-ai eval gate {name}` and promote once it "
@@ -208,18 +217,32 @@ class Registry:
                 raise PromotionRefused(f"--force on {name} needs --reason: an override is recorded with who, "
                                        "when and why")
         forced = not gate_ok
-        with self._session.begin() as s:
-            self._set_production(s, name, action="promote", actor=actor, reason=reason, forced=forced)
+        # All or nothing: everything that can fail is checked before the stage changes, and the card's
+        # audited override is written first and put back if the database commit then fails.
+        if not Path(record.path).is_dir():
+            raise RegistryError(f"{name}: its folder {record.path} is gone; nothing to serve")
+        card_before = None
         if forced:
+            card_before = model_card.card_text(record.path)  # raises ModelCardError: no card, no promotion
             model_card.record_override(record.path, {
                 "action": "promote", "actor": actor, "reason": reason, "ts": utcnow().isoformat() + "Z",
                 "gate": "failed" if gate else "missing"})
+        try:
+            with self._session.begin() as s:
+                self._set_production(s, name, action="promote", actor=actor, reason=reason, forced=forced)
+        except BaseException:
+            if card_before is not None:
+                model_card.restore_card(record.path, card_before)
+            raise
         return self.get(name)
 
     def archive(self, name: str, *, actor: str | None = None, reason: str | None = None) -> ModelRecord:
-        """Move ``name`` to archived. Its files stay where they are; nothing is deleted."""
+        """Archive ``name`` on purpose: it leaves production (if it was there) and rollback no longer picks
+        it (only ``rollback --to`` does). Its files stay where they are; nothing is deleted."""
         record = self.get(name)
-        if record.stage == "archived":
+        # a model archived implicitly (replaced by a promotion) can still be archived on purpose, which
+        # takes it out of rollback's reach; archiving twice on purpose is an error
+        if record.stage == "archived" and record.history and record.history[-1]["action"] == "archive":
             raise RegistryError(f"{name} is already archived")
         with self._session.begin() as s:
             row = s.get(ModelRow, name)
@@ -228,26 +251,54 @@ class Registry:
             log.warning("%s was in production; no model is in production now", name)
         return self.get(name)
 
-    def rollback(self, *, actor: str | None = None, reason: str | None = None) -> str:
-        """Restore the model that was in production before the current one; returns its name."""
+    def rollback(self, *, to: str | None = None, actor: str | None = None, reason: str | None = None) -> str:
+        """Put back the model that was in production before the current one; returns its name.
+
+        Precisely: walk the production history (every promote or rollback, newest first) past the current
+        model's own entries; the first other model whose folder still exists and that nobody archived
+        explicitly (``models archive``) since it left production is the target. A model replaced by a
+        promotion was archived *implicitly* ("demote") and stays a rollback target. When no model is in
+        production (the current one was archived), the newest earlier production model that qualifies is
+        restored. ``to=`` names the target explicitly instead: it must have been in production before and
+        its folder must exist (an explicitly archived model may be named this way).
+        """
         actor = actor or _actor()
+        self.sync()
         with self._session.begin() as s:
             current = s.scalar(select(ModelRow.name).where(ModelRow.stage == "production"))
-            promotions = [e.name for e in s.scalars(
-                select(StageEvent).where(StageEvent.to_stage == "production").order_by(StageEvent.id.desc()))]
-            previous = None
-            seen_current = current is None
-            for candidate in promotions:
-                if not seen_current:
-                    seen_current = candidate == current
-                    continue
-                if candidate != current and Path(s.get(ModelRow, candidate).path).is_dir():
+            history = list(s.scalars(select(StageEvent).order_by(StageEvent.id)))
+            ever_production = [e.name for e in history if e.to_stage == "production"]
+            last_action = {e.name: e.action for e in history}
+            if to is not None:
+                row = s.get(ModelRow, to)
+                if row is None:
+                    raise RegistryError(f"no model {to!r} in the registry (see `secops-ai models list`)")
+                if to == current:
+                    raise RegistryError(f"{to} is already in production")
+                if to not in ever_production:
+                    raise RegistryError(f"{to} was never in production; promote it (through its gate) instead")
+                if not Path(row.path).is_dir():
+                    raise RegistryError(f"{to}: its folder {row.path} is gone")
+                previous = to
+            else:
+                previous = None
+                for candidate in reversed(ever_production):
+                    if candidate == current:
+                        continue
+                    row = s.get(ModelRow, candidate)
+                    if last_action.get(candidate) == "archive" or row is None or not Path(row.path).is_dir():
+                        continue  # retired on purpose, or its files are gone
                     previous = candidate
                     break
-            if previous is None:
-                raise RegistryError("nothing to roll back to: no earlier production model is recorded")
-            self._set_production(s, previous, action="rollback", actor=actor,
-                                 reason=reason or f"rollback from {current}", forced=False)
+                if previous is None:
+                    archived = [n for n in dict.fromkeys(reversed(ever_production))
+                                if last_action.get(n) == "archive"]
+                    hint = (f"; {', '.join(archived)} was archived explicitly: name it with "
+                            f"`secops-ai models rollback --to {archived[0]}`") if archived else ""
+                    raise RegistryError("nothing to roll back to: no earlier production model that is still "
+                                        f"available{hint}")
+            why = reason or (f"rollback from {current}" if current else "rollback (no model was in production)")
+            self._set_production(s, previous, action="rollback", actor=actor, reason=why, forced=False)
             return previous
 
     def merge(self, name: str, *, actor: str | None = None) -> ModelRecord:
