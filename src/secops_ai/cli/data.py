@@ -231,6 +231,25 @@ def build_starter_cmd(as_json: bool = typer.Option(False, "--json", help="Print 
     console.print(fold_table(table))
 
 
+@app.command("from-trajectories")
+def from_trajectories_cmd(
+    name: str = typer.Option("agent-runs", "--name", help="Datasets trajectories/<name>-sft and <name>-pref."),
+    run: list[str] = typer.Option(None, "--run", help="Only these run ids (repeatable); default: every run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Agent runs -> SFT chats (runs with a verified patch) and step preference pairs (runs of the same task)."""
+    from secops_ai.alignment.trajectories import build_datasets
+    from secops_ai.config import get_settings
+
+    out = _run(build_datasets, _store(), get_settings().workspace.agent_runs, name, run_ids=list(run or []) or None)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    console.print(f"{out['runs']} runs read, {out['successful']} with a verified patch: "
+                  f"SFT {out['sft'] or '(none)'} ({out['sft_records']}), pairs {out['pref'] or '(none)'} "
+                  f"({out['pairs']})", highlight=False)
+
+
 @app.command("obfuscate")
 def obfuscate_cmd(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Text/log file to pseudonymise."),
