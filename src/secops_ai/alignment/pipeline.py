@@ -445,7 +445,8 @@ class EvolvePipeline:
         candidate = ctx["candidate"]
         report = run_gate(self.settings, candidate, g.gate)
         gate_cfg, _ = load_gate(g.gate)
-        current = it["start_model"] or "base"
+        # "current" = what serves today: production when there is one, else the model this iteration improved
+        current = Registry(self.settings).production() or it["start_model"] or "base"
         ref = measure(self.settings, resolve_target(self.settings, current), gate_cfg).metrics()
         cand = report.candidate.metrics()
         regressions = []
@@ -486,3 +487,52 @@ def _bandit_version() -> str | None:
         return version("bandit")
     except Exception:
         return None
+
+
+def is_running(settings: Settings, run_id: str) -> bool:
+    """True while some process holds the run's lock (a run in progress)."""
+    lock = runs_root(settings) / run_id / ".lock"
+    if not lock.is_file():
+        return False
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def start_background(config: EvolveConfig, settings: Settings, *, iterations: int | None = None) -> str:
+    """Run (or resume) ``config`` in its own process, as the API does; returns the run id at once.
+
+    A separate process keeps generation and training off the server's event loop and memory, and a crash
+    of either side leaves the other standing; progress is read back from ``state.json``.
+    """
+    import os
+    import subprocess
+    import sys
+
+    run_id = run_id_for(config)
+    if is_running(settings, run_id):
+        raise EvolveError(f"evolve run {run_id} is already running")
+    run_dir = runs_root(settings) / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "request.yaml"
+    atomic_write_text(cfg_path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    env = {**os.environ, "SECOPS_HOME": str(settings.workspace.root)}
+    if settings.database_url:
+        env["DATABASE_URL"] = settings.database_url
+    if config.model_name_or_path is None:
+        env["SECOPS_BASE_MODEL"] = settings.base_model
+    state_path = run_dir / "state.json"
+    if not state_path.is_file():  # visible at once; the process takes it over
+        atomic_write_text(state_path, json.dumps({"run_id": run_id, "name": config.name,
+                                                  "fingerprint": config.fingerprint(), "status": "queued",
+                                                  "created_at": _now(), "prompts": None, "iterations": []}))
+    cmd = [sys.executable, "-m", "secops_ai.cli.main", "evolve", "run", str(cfg_path)]
+    if iterations:
+        cmd += ["--iterations", str(iterations)]
+    with (run_dir / "job.log").open("a") as log_fh:
+        subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return run_id
