@@ -20,7 +20,7 @@ from secops_ai import __version__
 from secops_ai.api.deps import require_api_key
 from secops_ai.api.errors import install_error_handlers
 from secops_ai.api.limits import BodySizeLimit
-from secops_ai.api.routers import agents, datasets, evals, health, openai_routes, training
+from secops_ai.api.routers import agents, datasets, evals, evolve, health, openai_routes, training
 from secops_ai.config import Settings, get_settings
 from secops_ai.inference.remote import RemoteProxy
 from secops_ai.inference.service import ModelService
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app.include_router(training.router, dependencies=auth)
     app.include_router(evals.router, dependencies=auth)
     app.include_router(agents.router, dependencies=auth)
+    app.include_router(evolve.router, dependencies=auth)
     if STATIC_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
 
