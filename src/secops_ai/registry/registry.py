@@ -16,7 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, make_url, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from secops_ai.config import Settings, get_settings
@@ -63,8 +64,29 @@ class ModelRecord:
         return out
 
 
+POSTGRES_EXTRA = "pip install 'secops-ai[postgres]'"
+
+
 def _engine(url: str):
-    engine = create_engine(url, future=True)
+    """An engine for ``url``; a missing driver or a URL the project does not support is a clear
+    :class:`RegistryError` naming the fix, never a traceback (the password is never repeated)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy raises ArgumentError for anything unparseable
+        raise RegistryError("DATABASE_URL is not a database URL; expected e.g. "
+                            "postgresql+psycopg://user:password@host:5432/dbname or sqlite:///path.db") from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "postgresql" and driver != "psycopg":
+        raise RegistryError(f"DATABASE_URL uses the PostgreSQL driver {driver!r}; SecOps AI supports psycopg 3: "
+                            f"write postgresql+psycopg://... and {POSTGRES_EXTRA}")
+    if backend not in ("sqlite", "postgresql"):
+        raise RegistryError(f"DATABASE_URL names {backend!r}; supported: sqlite:///... (default) and "
+                            "postgresql+psycopg://...")
+    try:
+        engine = create_engine(url, future=True)
+    except ImportError:
+        raise RegistryError(f"DATABASE_URL uses PostgreSQL but its driver (psycopg 3) is not installed: "
+                            f"{POSTGRES_EXTRA}") from None
     if url.startswith("sqlite"):
         @event.listens_for(engine, "connect")
         def _pragma(dbapi_conn, _record):  # several processes (server, CLI, trainer) share the file
@@ -83,7 +105,12 @@ class Registry:
         if self.settings.db_url.startswith("sqlite:///"):
             self.workspace.root.mkdir(parents=True, exist_ok=True)
         self.engine = _engine(self.settings.db_url)
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except OperationalError as exc:
+            where = make_url(self.settings.db_url).render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise RegistryError(f"cannot reach the registry database {where}: {reason}") from None
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     # -- discovery -------------------------------------------------------------------------------------
