@@ -7,14 +7,7 @@ import re
 
 import pytest
 
-from secops_ai.data.generators import (
-    SYSTEM_PROMPT,
-    generate,
-    heldout_ids,
-    normalize_prompt,
-    training_ids,
-    training_prompts,
-)
+from secops_ai.data.generators import SYSTEM_PROMPT, generate
 from secops_ai.data.generators.refusals import REFUSAL_PAIRS
 from secops_ai.data.generators.starter import build_starter
 from secops_ai.data.store import DatasetError, DatasetStore
@@ -70,20 +63,56 @@ def test_dpo_rejected_sides_are_harmful_refusing_or_hallucinated(starter_store: 
     assert min(len(r["chosen"][0]["content"]) for r in help_) > 200
 
 
-def test_heldout_ids_never_appear_in_training(starter_store: DatasetStore) -> None:
+def test_generators_teach_only_from_the_pool_evals_do_not_hold_out(starter_store: DatasetStore) -> None:
+    """One held-out definition (secops_ai.evals.holdout): every CWE a generator teaches is outside it."""
+    from secops_ai.evals.holdout import is_held_out, training_pool
+
     for ref in ("starter/security-sft@1", "starter/security-dpo@1"):
         ds = starter_store.get(ref)
-        held = heldout_ids(ds)
-        assert len(held["cwe_ids"]) >= 10 and len(held["technique_ids"]) >= 20
-        used = training_ids(ds)
-        text = ds.records_path.read_text()
-        for cid in held["cwe_ids"]:
-            assert f"CWE-{cid}" not in used and not re.search(rf"CWE-{cid}\b", text), cid
-        for tid in held["technique_ids"]:
-            assert tid not in used and not re.search(rf"\b{re.escape(tid)}\b(?!\.)", text), tid
-    prompts = training_prompts(starter_store.get("starter/security-sft@1"))
-    assert normalize_prompt(REFUSAL_PAIRS[0].harmful) in prompts
-    assert normalize_prompt("  What is CWE-99999?? ") not in prompts
+        taught = ds.manifest.generator.config["cwe_ids"]
+        assert taught and set(taught) <= training_pool()
+        mentioned = {int(n) for n in re.findall(r"CWE-(\d+)", ds.records_path.read_text())}
+        assert not [c for c in mentioned if is_held_out(c)]
+        assert "heldout_cwe_ids" not in ds.manifest.generator.config  # no second, parallel held-out list
+
+
+def test_recipe_data_varies_refusals_pairs_them_with_twins_and_repeats_facts(starter_store: DatasetStore) -> None:
+    from secops_ai.data.generators.recipe import INTENTS
+    from secops_ai.evals.refusal import is_refusal
+
+    m = generate(starter_store, "recipe-sft", ["starter/cwe-catalog@1"], provider="recipe",
+                 config={"refusal_templates": 3, "fact_phrasings": 2})
+    records = list(starter_store.get(m.ref).iter_records())
+    by_task = collections.defaultdict(list)
+    for r in records:
+        by_task[r["metadata"]["task"]].append(r)
+    refusals = by_task["refusal"]
+    assert len(refusals) == 3 * len(INTENTS)
+    # each refusal turn opens with a refusal the gate recognises; multi-turn and other system prompts occur
+    for r in refusals:
+        turns = [m for m in r["messages"] if m["role"] == "assistant"]
+        assert is_refusal(turns[-1]["content"]) or is_refusal(turns[-2]["content"])
+    assert any(len(r["messages"]) > 3 for r in refusals)
+    assert {r["messages"][0]["content"] for r in records} - {SYSTEM_PROMPT}
+    def request(r: dict) -> str:  # the user turn the first refusal answers
+        msgs = r["messages"]
+        return next(msgs[i - 1]["content"] for i, m in enumerate(msgs)
+                    if m["role"] == "assistant" and is_refusal(m["content"]))
+
+    assert len({request(r) for r in refusals}) == len(refusals)  # no request twice
+    assert len(by_task["defensive_help"]) >= len(INTENTS)
+    assert not any(is_refusal(r["messages"][-1]["content"]) for r in by_task["defensive_help"])
+    # every taught CWE is asked name -> id in 2 phrasings and id -> name once
+    facts = [m["content"] for r in by_task["catalog_facts"] for m in r["messages"] if m["role"] == "user"]
+    for cid in m.generator.config["cwe_ids"][:10]:
+        assert sum(bool(re.search(rf"CWE-{cid}\b", q)) for q in facts) == 1
+    assert len(facts) == 3 * len(m.generator.config["cwe_ids"]) + len(m.generator.config["fake_cwe_ids"])
+    assert not any(cwe_exists(n) for n in m.generator.config["fake_cwe_ids"])
+    dpo = generate(starter_store, "recipe-dpo", ["starter/cwe-catalog@1"], provider="recipe")
+    pairs = list(starter_store.get(dpo.ref).iter_records())
+    assert all(is_refusal(p["chosen"][0]["content"]) and not is_refusal(p["rejected"][0]["content"])
+               for p in pairs if p["metadata"]["task"] == "refusal")
+    assert all(is_refusal(p["rejected"][0]["content"]) for p in pairs if p["metadata"]["task"] == "defensive_help")
 
 
 def test_same_sources_and_seed_give_byte_identical_datasets(starter_store: DatasetStore, tmp_path) -> None:

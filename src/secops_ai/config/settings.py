@@ -15,6 +15,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_BASE_MODEL = "smollm2-135m-instruct"
 
+# The one system prompt policy: training data (data/generators) starts conversations with it, and the server,
+# evals and agents add it to any conversation that has no system message (``SECOPS_SYSTEM_PROMPT``; empty: off).
+DEFAULT_SYSTEM_PROMPT = (
+    "You are SecOps AI, a security assistant for defenders. Answer accurately and concisely, cite CWE and "
+    "MITRE ATT&CK identifiers only when you are sure they exist, and refuse requests that would help attack "
+    "systems or people without authorisation."
+)
+
 
 class Settings(BaseSettings):
     """Runtime settings. Each field is read from ``SECOPS_<NAME>`` (e.g. ``SECOPS_HOME``)."""
@@ -49,7 +57,14 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(default=4096, ge=16, description="Longer prompts get 400.")
     max_new_tokens: int = Field(default=512, ge=1, description="Upper bound on max_tokens per request.")
     device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
+    system_prompt: str = Field(
+        default=DEFAULT_SYSTEM_PROMPT,
+        description="System message added to conversations that have none (the one training uses); '' turns it off.",
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="'text' (human-readable) or 'json' (one JSON object per line, with trace ids)."
+    )
     # Agent runs (issue 10): what an API caller may point an agent at, and how much a run may copy and write.
     agent_workspace_roots: str | None = Field(
         default=None,
@@ -83,9 +98,6 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @property
-    log_format: Literal["text", "json"] = Field(
-        default="text", description="'text' (human-readable) or 'json' (one JSON object per line, with trace ids)."
-    )
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in (self.api_keys or "").split(",") if k.strip())
 

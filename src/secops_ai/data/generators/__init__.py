@@ -13,10 +13,12 @@ Generators (``GENERATORS``):
 * ``security-sft``    all four mixed (chat): the starter SFT set
 * ``security-dpo``    preference pairs: chosen = safe and correct, rejected = harmful compliance, needless
                       refusal, or hallucinated CWE/ATT&CK identifiers
+* ``recipe-sft`` / ``recipe-dpo``  the documented SFT -> DPO recipe's data (:mod:`.recipe`)
 
 Every record's ``metadata`` names its task and the ids it used, and the manifest's generator config lists
-the CWE and ATT&CK ids used for training and a held-out set that no record mentions; evals read them with
-:func:`training_ids`, :func:`training_prompts` and :func:`heldout_ids`.
+the CWE and ATT&CK ids used for training. What evaluation holds out is defined in one place,
+:mod:`secops_ai.evals.holdout`: generators teach CWEs only from its training pool (``WELL_KNOWN_CWES`` and the
+remediation table), and ``secops-ai eval contamination`` (run by every gate) checks the result.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
 from secops_ai.data.generators.refusals import REFUSAL_PAIRS, RefusalPair
 from secops_ai.data.generators.remediation import FIXES
 from secops_ai.data.schemas import DatasetKind
@@ -40,22 +43,15 @@ __all__ = [
     "WELL_KNOWN_CWES",
     "GeneratorConfig",
     "generate",
-    "heldout_ids",
     "normalize_prompt",
-    "training_ids",
-    "training_prompts",
 ]
 
 GENERATOR_VERSION = "1"
 
-SYSTEM_PROMPT = (
-    "You are SecOps AI, a security assistant for defenders. Answer accurately and concisely, cite CWE and "
-    "MITRE ATT&CK identifiers only when you are sure they exist, and refuse requests that would help attack "
-    "systems or people without authorisation."
-)
+SYSTEM_PROMPT = DEFAULT_SYSTEM_PROMPT  # one policy: the server adds the same one (SECOPS_SYSTEM_PROMPT)
 
-# CWE Top 25 (2023/2024) plus weaknesses that common scanners report; the CWE Q&A pool is split into a
-# training part and a held-out part for evals.
+# CWE Top 25 (2023/2024) plus weaknesses that common scanners report: the pool generators teach from (the
+# evaluation's held-out CWEs are chosen outside it, secops_ai.evals.holdout).
 WELL_KNOWN_CWES: tuple[int, ...] = (
     20, 22, 77, 78, 79, 89, 94, 95, 116, 117, 119, 120, 125, 134, 190, 200, 209, 250, 259, 269, 276, 287, 290,
     295, 306, 307, 311, 312, 319, 326, 327, 328, 330, 338, 345, 347, 352, 359, 362, 377, 384, 400, 401, 415,
@@ -70,6 +66,8 @@ GENERATORS: dict[str, DatasetKind] = {
     "refusals": DatasetKind.chat,
     "security-sft": DatasetKind.chat,
     "security-dpo": DatasetKind.preference,
+    "recipe-sft": DatasetKind.chat,
+    "recipe-dpo": DatasetKind.preference,
 }
 
 
@@ -80,12 +78,16 @@ class GeneratorConfig(BaseModel):
 
     cwe_sample: int = Field(40, ge=0, description="CWE ids drawn from WELL_KNOWN_CWES for training.")
     cwe_ids: list[int] | None = Field(None, description="Use exactly these CWE ids instead of sampling.")
-    holdout_fraction: float = Field(0.3, ge=0.0, lt=1.0, description="Share of the CWE pool kept out of training.")
     technique_sample: int = Field(40, ge=0, description="ATT&CK techniques drawn for training.")
     technique_ids: list[str] | None = Field(None, description="Use exactly these technique ids.")
-    heldout_techniques: int = Field(40, ge=0, description="Unused techniques listed as held out for evals.")
     max_findings: int | None = Field(None, ge=1, description="Cap on findings turned into triage examples.")
     system_prompt: bool = Field(True, description="Start every conversation with SYSTEM_PROMPT.")
+    # recipe-sft / recipe-dpo (generators/recipe.py): the data-size levers docs/training.md measures
+    refusal_templates: int = Field(5, ge=1, le=12, description="Harmful-request templates per intent (recipe).")
+    twin_templates: int = Field(1, ge=1, le=4, description="Phrasings of each defensive twin question (recipe).")
+    fact_phrasings: int = Field(3, ge=1, le=5, description="Name->id questions per taught CWE (recipe).")
+    facts_per_chat: int = Field(6, ge=1, le=16, description="Catalog Q&A turns packed into one conversation.")
+    fake_ids: int = Field(24, ge=0, description="Questions about CWE ids that do not exist (recipe).")
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
@@ -181,42 +183,31 @@ class _Sources:
                 yield ds.ref, rec
 
 
-# -- selection (what goes into training, what is held out) --------------------------------------------------
-def _select(src: _Sources, cfg: GeneratorConfig, seed: int, used_cwes: set[int],
-            used_techniques: set[str]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {"cwe_ids": [], "heldout_cwe_ids": [], "technique_ids": [],
-                                 "heldout_technique_ids": []}
+# -- selection (what goes into training) --------------------------------------------------------------------
+def _select(src: _Sources, cfg: GeneratorConfig, seed: int) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {"cwe_ids": [], "technique_ids": []}
     if src.cwe_ds is not None:
         if cfg.cwe_ids is not None:
             missing = [i for i in cfg.cwe_ids if i not in src.cwe]
             if missing:
                 raise DatasetError(f"cwe_ids not in the CWE catalog: {missing}")
             train = sorted(set(cfg.cwe_ids))
-            held: list[int] = []
         else:
             pool = [i for i in WELL_KNOWN_CWES if i in src.cwe]
             _rng(seed, "cwe-split").shuffle(pool)
-            n_hold = round(len(pool) * cfg.holdout_fraction)
-            held, rest = pool[:n_hold], pool[n_hold:]
-            train = sorted(rest[: cfg.cwe_sample])
+            train = sorted(pool[: cfg.cwe_sample])
         out["cwe_ids"] = train
-        out["heldout_cwe_ids"] = sorted(set(held) - used_cwes - set(train))
     if src.attack_ds is not None:
-        ids = sorted(src.attack)
         if cfg.technique_ids is not None:
             missing = [t for t in cfg.technique_ids if t not in src.attack]
             if missing:
                 raise DatasetError(f"technique_ids not in the ATT&CK dataset: {missing}")
             train_t = sorted(set(cfg.technique_ids))
         else:
-            pool_t = list(ids)
+            pool_t = sorted(src.attack)
             _rng(seed, "technique-split").shuffle(pool_t)
             train_t = sorted(pool_t[: cfg.technique_sample])
-        mentioned = set(train_t) | used_techniques | {src.attack[t].get("parent") or t for t in train_t}
-        unused = [t for t in ids if t not in mentioned and (src.attack[t].get("parent") or t) not in mentioned]
-        _rng(seed, "technique-heldout").shuffle(unused)
         out["technique_ids"] = train_t
-        out["heldout_technique_ids"] = sorted(unused[: cfg.heldout_techniques])
     return out
 
 
@@ -456,19 +447,8 @@ def _gen_refusals(cfg: GeneratorConfig, seed: int, *, preference: bool) -> Itera
 
 
 # -- entry point --------------------------------------------------------------------------------------------
-def _used_by_findings_and_refusals(src: _Sources, cfg: GeneratorConfig, with_findings: bool,
-                                   with_refusals: bool) -> tuple[set[int], set[str]]:
-    cwes: set[int] = set()
-    techniques: set[str] = set()
-    if with_findings:
-        for _ref, f in src.finding_records(cfg.max_findings):
-            cwes.update(f.get("cwe") or [])
-    if with_refusals:
-        for p in REFUSAL_PAIRS:
-            cwes.update(p.cwe_ids)
-            techniques.update(p.attack_ids)
-            techniques.update(t.split(".")[0] for t in p.attack_ids)
-    return cwes, techniques
+def _finding_cwes(src: _Sources, cfg: GeneratorConfig) -> set[int]:
+    return {c for _ref, f in src.finding_records(cfg.max_findings) for c in (f.get("cwe") or [])}
 
 
 def generate(
@@ -494,14 +474,17 @@ def generate(
     want_cwe = generator in ("cwe-qa", "security-sft", "security-dpo")
     want_attack = generator in ("attack-lookup", "security-sft", "security-dpo")
     want_refusals = generator in ("refusals", "security-sft", "security-dpo")
+    if generator.startswith("recipe-"):
+        return _generate_recipe(store, generator, src, cfg, provider=provider, name=name, seed=seed,
+                                version=version, license=license, description=description)
     if generator == "finding-triage":
         src.require("findings")
     if generator == "cwe-qa":
         src.require("cwe")
     if generator == "attack-lookup":
         src.require("attack")
-    used_cwes, used_t = _used_by_findings_and_refusals(src, cfg, want_findings and bool(src.findings), want_refusals)
-    sel = _select(src, cfg, seed, used_cwes, used_t)
+    used_cwes = _finding_cwes(src, cfg) if want_findings and src.findings else set()
+    sel = _select(src, cfg, seed)
 
     def records() -> Iterator[dict[str, Any]]:
         if want_findings and src.findings:
@@ -525,44 +508,44 @@ def generate(
     )
 
 
-# -- what a dataset trained on (for evals' de-duplication) ---------------------------------------------------
-def _as_dataset(dataset: Dataset | str, store: DatasetStore | None) -> Dataset:
-    if isinstance(dataset, Dataset):
-        return dataset
-    from secops_ai.data.store import default_store
-
-    return (store or default_store()).get(dataset)
+def recipe_cwes(src: _Sources) -> list[dict[str, Any]]:
+    """The CWEs the recipe teaches: the generators' pool (never an evaluation's held-out id), in the catalog."""
+    return [src.cwe[i] for i in sorted(set(WELL_KNOWN_CWES) | set(FIXES))
+            if i in src.cwe and str(src.cwe[i].get("status", "")).lower() not in ("deprecated", "obsolete")]
 
 
-def _user_texts(record: dict[str, Any]) -> Iterator[str]:
-    for key in ("messages", "prompt"):
-        value = record.get(key)
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, list):
-            for m in value:
-                if isinstance(m, dict) and m.get("role") == "user":
-                    yield m.get("content", "")
+def _generate_recipe(store: DatasetStore, generator: str, src: _Sources, cfg: GeneratorConfig, *, provider: str,
+                     name: str | None, seed: int, version: int | None, license: str | None,
+                     description: str | None) -> Manifest:
+    from secops_ai.data.generators import recipe
 
+    src.require("cwe")
+    cwes = recipe_cwes(src)
+    rng = _rng(seed, "recipe-fakes")
+    fakes: list[int] = []
+    while len(fakes) < cfg.fake_ids:
+        n = _fake_cwe(rng, src)
+        if n not in fakes:
+            fakes.append(n)
+    system = SYSTEM_PROMPT if cfg.system_prompt else "You are a helpful assistant."
 
-def training_prompts(dataset: Dataset | str, store: DatasetStore | None = None) -> set[str]:
-    """Every user prompt in a dataset, normalised with :func:`normalize_prompt`."""
-    ds = _as_dataset(dataset, store)
-    return {normalize_prompt(t) for rec in ds.iter_records() for t in _user_texts(rec) if t.strip()}
+    def records() -> Iterator[dict[str, Any]]:
+        if generator == "recipe-sft":
+            yield from recipe.refusal_records(seed, system, per_intent=cfg.refusal_templates,
+                                              twins=cfg.twin_templates)
+            yield from recipe.catalog_records(cwes, fakes, seed, system, phrasings=cfg.fact_phrasings,
+                                              per_conversation=cfg.facts_per_chat)
+        else:
+            yield from recipe.preference_records(cwes, fakes, seed, system,
+                                                 per_intent=min(cfg.refusal_templates, 2))
 
-
-def training_ids(dataset: Dataset | str, store: DatasetStore | None = None) -> set[str]:
-    """Every CWE/ATT&CK/CAPEC/rule id that any record of the dataset was built from (``metadata.ids``)."""
-    ds = _as_dataset(dataset, store)
-    out: set[str] = set()
-    for rec in ds.iter_records():
-        out.update((rec.get("metadata") or {}).get("ids") or [])
-    return out
-
-
-def heldout_ids(dataset: Dataset | str, store: DatasetStore | None = None) -> dict[str, list[Any]]:
-    """The held-out CWE ids and ATT&CK technique ids recorded by the generator (never used in its records)."""
-    ds = _as_dataset(dataset, store)
-    cfg = ds.manifest.generator.config if ds.manifest.generator else {}
-    return {"cwe_ids": list(cfg.get("heldout_cwe_ids") or []),
-            "technique_ids": list(cfg.get("heldout_technique_ids") or [])}
+    full_config = {**cfg.model_dump(mode="json"), "cwe_ids": [c["id"] for c in cwes], "fake_cwe_ids": fakes,
+                   "intents": [i.id for i in recipe.INTENTS]}
+    source_refs = [SourceRef(uri=d.ref, sha256=d.manifest.files["records.jsonl"].sha256, format=d.manifest.kind.value)
+                   for d in src.datasets]
+    licenses = sorted({d.manifest.license for d in src.datasets if d.manifest.license})
+    return store.create(
+        provider, name or generator, GENERATORS[generator], records(), sources=source_refs,
+        generator=GeneratorInfo(name=generator, version=GENERATOR_VERSION, config=full_config, seed=seed),
+        license=license or ("; ".join(licenses) if licenses else None), version=version, description=description,
+    )

@@ -27,7 +27,7 @@ from secops_ai.data.store import DatasetError, DatasetStore
 
 PROVIDER = "starter"
 SEED = 0
-STARTER_CONFIG = GeneratorConfig(cwe_sample=40, holdout_fraction=0.3, technique_sample=40, heldout_techniques=40)
+STARTER_CONFIG = GeneratorConfig(cwe_sample=40, technique_sample=40)
 
 
 class StarterResult(BaseModel):
