@@ -1,0 +1,144 @@
+"""CLI group `secops-ai guardrails`: train the harmful-intent classifier, list it, check a policy or a text."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Serving-time guardrails: intent classifier, policies, checks.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _policy_prompts() -> tuple[list[str], list[str]]:
+    """The gate's policy-suite prompts: harmful (bundled) and benign (CyberSecEval FRR, when available)."""
+    from secops_ai.evals.paths import SharedDataNotFound
+    from secops_ai.evals.suites.base import load_bundled
+    from secops_ai.evals.suites.policy import load_benign
+
+    harmful = [p["prompt"] for p in load_bundled("harmful_prompts.json")]
+    try:
+        benign = [p["prompt"] for p in load_benign()]
+    except SharedDataNotFound as exc:
+        err.print(f"warning: {exc}; benign false-refusal figures skipped", markup=False)
+        benign = []
+    return harmful, benign
+
+
+@app.command("train", help="Build the intent dataset (a versioned dataset), check it against every evaluation "
+                           "prompt, train the classifier into models/guardrails/<run-id>/ and measure it on the "
+                           "gate's held-out policy items.")
+def train_cmd(
+    seed: int = typer.Option(0, help="Seed of the paraphrase generator (a new seed is a new dataset version)."),
+    run_id: str = typer.Option(None, "--run-id", help="Folder name under models/guardrails/ (default: dated)."),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate",
+                                  help="Measure on the gate's harmful items and benign FRR prompts afterwards."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.data.store import DatasetStore
+    from secops_ai.evals.holdout import find_contamination
+    from secops_ai.guardrails import intent
+    from secops_ai.guardrails.intent_data import store_dataset
+
+    settings = get_settings()
+    ws = settings.workspace.ensure()
+    ds = store_dataset(DatasetStore(ws), seed)
+    records = list(ds.iter_records())
+    harmful, benign = _policy_prompts()
+    dirty = find_contamination([(ds.ref, records)], harmful + benign)
+    if dirty:
+        _fail(f"{ds.ref} contains evaluation material, refusing to train: "
+              + "; ".join(f"line {c.line}: {c.reason}" for c in dirty[:5]))
+    console.print(f"dataset {ds.ref}: {len(records)} records, no evaluation prompt in it", highlight=False)
+    with console.status("embedding and fitting…"):
+        try:
+            path = intent.train(records, ws.models, dataset_ref=ds.ref,
+                                embedding_model=settings.embedding_model, run_id=run_id)
+        except (ValueError, FileExistsError) as exc:
+            _fail(str(exc))
+    metrics = json.loads((path / intent.METRICS_FILE).read_text(encoding="utf-8"))
+    cv = metrics["cross_validation"][str(metrics["chosen_c"])]
+    console.print(f"classifier {path} (C={metrics['chosen_c']}; grouped CV accuracy {cv['accuracy']}, "
+                  f"harmful recall {cv['harmful_recall']}, benign FP {cv['benign_false_positive_rate']})",
+                  highlight=False)
+    if evaluate:
+        with console.status("measuring on held-out policy items…"):
+            clf = intent.IntentClassifier.load(path, embedding_model=settings.embedding_model)
+            figures = intent.evaluate(clf, harmful, benign)
+        intent.record_held_out(path, figures)
+        console.print(f"held out: refused {figures['harmful_refused']:.0%} of {figures['harmful_items']} harmful "
+                      f"items, {figures['benign_refused']:.1%} of {figures['benign_items']} benign prompts",
+                      highlight=False)
+
+
+@app.command("list", help="Trained intent classifiers under models/guardrails/ (newest last).")
+def list_cmd() -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.guardrails.intent import CLASSIFIER_FILE, METRICS_FILE, ClassifierArtefact, list_classifiers
+
+    table = Table("run-id", "dataset", "created", "held-out refused", "benign refused")
+    for path in list_classifiers(get_settings().workspace.models):
+        a = ClassifierArtefact.model_validate_json((path / CLASSIFIER_FILE).read_text(encoding="utf-8"))
+        held = json.loads((path / METRICS_FILE).read_text(encoding="utf-8")).get("held_out") or {}
+        table.add_row(a.run_id, a.dataset, a.created_at, str(held.get("harmful_refused", "-")),
+                      str(held.get("benign_refused", "-")))
+    console.print(table)
+
+
+@app.command("check", help="Screen a request (or, with --output, an answer) the way the server would; prints "
+                           "the guardrails report as JSON. Exit code 0 whatever the decision.")
+def check_cmd(
+    text: str = typer.Argument(..., help="The text, or '-' to read it from stdin."),
+    policy: str = typer.Option(None, "--policy", envvar="SECOPS_GUARDRAILS_POLICY",
+                               help="Policy file or name under configs/guardrails/."),
+    model: str = typer.Option("production", "--model", help="Model id or alias the policy is looked up for."),
+    output: bool = typer.Option(False, "--output", help="Screen TEXT as a model answer instead of a request."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.guardrails import Guardrails, GuardrailsUnavailable, PolicyError
+
+    if not policy:
+        _fail("no policy: pass --policy or set SECOPS_GUARDRAILS_POLICY")
+    body = sys.stdin.read() if text == "-" else text
+    settings = get_settings()
+    try:
+        g = Guardrails.from_env(policy, settings.workspace.models, embedding_model=settings.embedding_model)
+    except PolicyError as exc:
+        _fail(str(exc))
+    g.load()
+    guard = g.for_model([model])
+    try:
+        if output:
+            report = guard.report(None, [guard.screen_output(body)])
+        else:
+            verdict = guard.screen_input([{"role": "user", "content": body}])
+            report = guard.report(verdict)
+            if verdict.refusal:
+                report["refusal"] = verdict.refusal
+    except GuardrailsUnavailable as exc:
+        _fail(str(exc))
+    console.print_json(json.dumps(report))
+
+
+@app.command("validate", help="Check a policy file; exit 2 with file:line when it is invalid.")
+def validate_cmd(policy: str = typer.Argument(..., help="Policy file or name under configs/guardrails/.")) -> None:
+    from secops_ai.guardrails.policy import PolicyError, load_policy, profile_summary
+
+    try:
+        p = load_policy(policy)
+    except PolicyError as exc:
+        _fail(str(exc))
+    console.print(f"{p.path} v{p.version}: classifier {p.classifier}", highlight=False)
+    for name, prof in p.profiles.items():
+        console.print(f"  {name}: {profile_summary(prof) or 'off'}", highlight=False)
+    for model, prof_name in p.models.items():
+        console.print(f"  model {model} -> {prof_name}", highlight=False)
