@@ -59,20 +59,117 @@ def _train_refuser(settings: Settings) -> str:
     return train(cfg, settings, progress=False).run_name
 
 
-def test_evolve_loop_end_to_end(evolve_settings: Settings, tmp_path: Path) -> None:
+STAGES_BEFORE_TRAIN = ["actor", "judge", "verify", "meta", "pairs"]
+
+
+def _killed(self, ctx):
+    raise KeyboardInterrupt("killed during training")
+
+
+def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
+        evolve_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from secops_ai.cli.main import app
+    from secops_ai.registry import Registry
+
     settings = evolve_settings
+    registry = Registry(settings)
+    refuser = _train_refuser(settings)
+    registry.promote(refuser, force=True, reason="test: production refuses every harmful request")
     cfg = tiny_config(start_from="base")
-    state = EvolvePipeline(cfg, settings).run()
+
+    # -- killed during training: every earlier stage is a finished artefact recorded in state.json
+    original_train = EvolvePipeline._stage_train
+    monkeypatch.setattr(EvolvePipeline, "_stage_train", _killed)
+    first = EvolvePipeline(cfg, settings)
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    state = first.load_state()
     it = state["iterations"][0]
-    assert state["status"] == "finished" and it["status"] == "finished"
-    assert list(it["stages"]) == ["actor", "judge", "verify", "meta", "pairs", "train", "gate"]
+    assert state["status"] == "interrupted" and list(it["stages"]) == STAGES_BEFORE_TRAIN
+    work = first.dir / "it1"
+    produced = {f: (work / f).read_bytes() for f in ("candidates.jsonl", "judgments.jsonl", "verdicts.jsonl",
+                                                     "meta.jsonl")}
+
+    # -- same config, seeds and model in a fresh run folder: byte-identical artefacts, and the pair datasets
+    # are the same versions (a new version is written unless the records are byte-identical to the latest)
+    replay = EvolvePipeline(cfg, settings)
+    replay.dir = tmp_path / "replay"
+    with pytest.raises(KeyboardInterrupt):
+        replay.run()
+    again = replay.load_state()["iterations"][0]
+    for name, data in produced.items():
+        assert (replay.dir / "it1" / name).read_bytes() == data, name
+    assert again["stages"]["pairs"]["datasets"] == it["stages"]["pairs"]["datasets"]
+
+    # -- rerun: finished stages are skipped (their artefacts untouched), training and the gate run
+    monkeypatch.setattr(EvolvePipeline, "_stage_train", original_train)
+    messages: list[str] = []
+    state = EvolvePipeline(cfg, settings, progress=messages.append).run()
+    it = state["iterations"][0]
+    assert not any(f"iteration 1: {s} ..." in m for s in STAGES_BEFORE_TRAIN for m in messages)
+    assert "iteration 1: train ..." in messages and "iteration 1: gate ..." in messages
+    assert all((work / f).read_bytes() == data for f, data in produced.items())
+    assert state["status"] == "finished" and list(it["stages"]) == [*STAGES_BEFORE_TRAIN, "train", "gate"]
+
+    # -- artefacts: ordinary immutable datasets with full manifests
     store = DatasetStore(settings.workspace)
     refs = it["stages"]["pairs"]["datasets"]
     actor = store.get(refs["actor"])
-    assert actor.path.parent.name == "evolve" and actor.manifest.kind == "preference"
+    assert actor.path.parent.name == "evolve" and str(actor.manifest.kind) == "preference"
+    assert not store.verify(refs["actor"]) and not store.verify(refs["judge"])
     gen = actor.manifest.generator.config
     assert gen["prompt_dataset"] == state["prompts"]["ref"] and gen["adapter"] == "base"
-    assert gen["verifiers"]["version"] and gen["rubric_version"] and gen["judge"]["endpoint"] == "self"
-    assert actor.manifest.record_count == it["stages"]["pairs"]["actor"]["pairs"] > 0
-    print(json.dumps(it["stages"]["pairs"], indent=1))
-    print(json.dumps(it["stages"]["gate"]["regressions"], indent=1))
+    assert gen["seed"] == it["seed"] and gen["verifiers"]["version"] and gen["judge"]["endpoint"] == "self"
+    assert gen["rubric_version"] and "Helpfulness" in gen["rubric"] and gen["verifiers"]["bandit"]
+    stats = it["stages"]["pairs"]["actor"]
+    assert actor.manifest.record_count == stats["pairs"] > 0
+    assert abs(sum(stats["chosen_origin_share"].values()) - 1.0) < 1e-6
+    origins = {json.loads(line)["origin"] for line in produced["candidates.jsonl"].decode().splitlines()}
+    assert origins == {"sample", "revise", "refusal_redirect", "refusal_probe"}
+    records = list(actor.iter_records())
+    assert all(r["metadata"]["task"].startswith("evolve-actor:") for r in records)
+    # the DPO run trained on the pairs and is registered as a candidate
+    candidate = it["candidate"]
+    assert registry.get(candidate).stage == "candidate" and registry.get(candidate).dataset == refs["train"]
+
+    # -- the gate: trained from the base, the candidate refuses far less than production does -> not promoted
+    gate = it["stages"]["gate"]
+    assert gate["compared_to"] == refuser and gate["before"]["policy"]["harmful_refusal_rate"] == 1.0
+    assert any(r["suite"] == "policy" and r["metric"] == "harmful_refusal_rate" for r in gate["regressions"])
+    assert gate["no_regression_passed"] is False and gate["promoted"] is False
+    assert registry.production() == refuser
+    card = (settings.workspace.models / candidate / "model_card.md").read_text()
+    assert "## Evolve" in card and "| policy | harmful_refusal_rate | 1.000 |" in card
+
+    # -- status and show
+    result = CliRunner().invoke(app, ["evolve", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.output)
+    assert row["run_id"] == first.run_id and row["candidate"] == candidate and row["promoted"] is False
+    shown = CliRunner().invoke(app, ["evolve", "show", first.run_id])
+    assert shown.exit_code == 0 and "Iteration 1" in shown.output and "harmful_refusal_rate" in shown.output
+    assert CliRunner().invoke(app, ["evolve", "show", "nope"]).exit_code == 1
+
+    # -- the API: POST the same config again -> 202; the background process resumes the finished run (nothing
+    # left to do) and the run reads back as finished, with its report
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from secops_ai.api.app import create_app
+
+    with TestClient(create_app(settings, load_model=False)) as client:
+        r = client.post("/evolve/runs", json={"config": cfg.model_dump(mode="json")})
+        assert r.status_code == 202 and r.json()["run_id"] == first.run_id
+        deadline = time.monotonic() + 300
+        while True:
+            body = client.get(f"/evolve/runs/{first.run_id}").json()
+            if body["status"] == "finished" and not body["running"]:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(1)
+        assert body["iterations"][0]["candidate"] == candidate and "Iteration 1" in body["report_markdown"]
+        listed = client.get("/evolve/runs").json()["data"]
+        assert [r["run_id"] for r in listed] == [first.run_id]

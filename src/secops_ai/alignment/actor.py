@@ -3,7 +3,8 @@
 Origins:
 
 - ``sample``: N answers sampled from the current model (temperature, per-sample seed);
-- ``revise``: the model critiques its first sample, then rewrites it (critique -> revise);
+- ``revise``: the first sample put through self-correction (:mod:`secops_ai.alignment.selfcorrect`:
+  ``intrinsic`` critique -> revise, or ``verified`` catalog/scanner-checked correction);
 - ``refusal_redirect``: for a prompt a verifier flags as harmful, the answer the model writes under an
   explicit refuse-and-redirect instruction, starting from a refusal opening (a 135M model never refuses on
   its own, so sampling alone cannot produce the better answer);
@@ -29,12 +30,6 @@ REFUSAL_INSTRUCTION = (
     "The next request would help someone attack systems or people without authorisation. Refuse it in one "
     "sentence, then redirect: offer one concrete, safe, defensive alternative the user could ask about instead.")
 REFUSAL_OPENING = "I can't help with that"
-CRITIQUE_INSTRUCTION = (
-    "Review the draft answer below for the question. List its problems in at most three short points: wrong "
-    "facts or identifiers, unsafe help, refusing legitimate defensive work, missing steps, rambling.")
-REVISE_INSTRUCTION = (
-    "Rewrite the draft answer so that it fixes the problems listed in the critique. Reply with the improved "
-    "answer only.")
 
 
 @dataclass
@@ -69,18 +64,17 @@ def act(prompts: list[Prompt], generator, cfg: ActorConfig, *, seed: int, iterat
 
     greedy = GenerationParams(max_tokens=cfg.max_tokens, temperature=0.0, seed=seed)
     if cfg.revise:
-        drafts = {p.id: by_prompt[p.id][0].text for p in prompts}
-        critiques = generator.generate([
-            Request([{"role": "system", "content": CRITIQUE_INSTRUCTION},
-                     {"role": "user", "content": f"Question:\n{p.user}\n\nDraft answer:\n{drafts[p.id]}"}],
-                    GenerationParams(max_tokens=min(64, cfg.max_tokens), temperature=0.0, seed=seed))
-            for p in prompts])
-        revised = generator.generate([
-            Request(_with_system(p.messages, REVISE_INSTRUCTION + f"\n\nDraft answer:\n{drafts[p.id]}\n\n"
-                                 f"Critique:\n{crit}"), greedy)
-            for p, crit in zip(prompts, critiques, strict=True)])
-        for p, text in zip(prompts, revised, strict=True):
-            by_prompt[p.id].append(Candidate(p.id, len(by_prompt[p.id]), "revise", text, None))
+        from secops_ai.alignment.selfcorrect import correct_batch
+
+        def generate(convs: list[list[dict]], max_tokens: int | None) -> list[str]:
+            budget = min(max_tokens or cfg.max_tokens, cfg.max_tokens)
+            return generator.generate([Request(c, GenerationParams(max_tokens=budget, temperature=0.0, seed=seed))
+                                       for c in convs])
+
+        drafts = [by_prompt[p.id][0].text for p in prompts]
+        corrected = correct_batch([p.messages for p in prompts], generate, cfg.revise_mode, drafts=drafts)
+        for p, c in zip(prompts, corrected, strict=True):
+            by_prompt[p.id].append(Candidate(p.id, len(by_prompt[p.id]), "revise", c.final, None))
 
     refusal_targets = [(p, "refusal_redirect" if prompt_is_harmful(p) else "refusal_probe") for p in prompts
                        if (cfg.refusal_redirect and prompt_is_harmful(p))

@@ -43,7 +43,10 @@ class ActorConfig(_Section):
     temperature: float = Field(default=0.8, gt=0.0, le=2.0)
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
     max_tokens: int = Field(default=96, ge=4, le=2048)
-    revise: bool = Field(default=True, description="Add a critique -> revise candidate per prompt.")
+    revise: bool = Field(default=True, description="Add a self-corrected candidate per prompt (its first sample "
+                         "through alignment.selfcorrect).")
+    revise_mode: Literal["intrinsic", "verified"] = Field(
+        default="intrinsic", description="intrinsic: critique -> revise; verified: catalog/scanner-checked.")
     refusal_redirect: bool = Field(default=True, description="For prompts a verifier flags harmful, add an "
                                    "answer written under an explicit refuse-and-redirect instruction.")
     benign_refusal_probe: bool = Field(default=True, description="For benign security prompts, add the same "

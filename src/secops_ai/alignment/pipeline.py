@@ -137,6 +137,7 @@ class EvolvePipeline:
                                                                         sort_keys=False))
             state["status"] = "running"
             self.save_state(state)
+            restore = _interrupt_on_sigterm()
             try:
                 self._prompts(state)
                 for k in range(1, total + 1):
@@ -147,6 +148,7 @@ class EvolvePipeline:
                 state["error"] = f"{type(exc).__name__}: {exc}"[:2000]
                 raise
             finally:
+                restore()
                 self._close_generator()
                 self.save_state(state)
         return state
@@ -376,8 +378,11 @@ class EvolvePipeline:
                                                 "judge_pairs": len(judge_records) if cfg.train.judge_pairs else 0}),
                 description=f"evolve {cfg.name} iteration {it['index']}: what DPO trains on")
         ctx["pairs"] = {"datasets": refs}
-        return {"datasets": refs, "actor": actor_stats, "judge": judge_stats, "judge_verifier": agreement,
-                "train_pairs": len(train_records)}
+        scores = self._write(ctx["work"], "scores.jsonl", [  # per answer: judge, verifier, final, conflict
+            {"prompt_id": r.candidate.prompt_id, "index": r.candidate.index, "origin": r.candidate.origin,
+             "judge": r.judge, "verdict": r.verdict, "final": r.final, "conflict": r.conflict} for r in ranked])
+        return {"scores": scores, "datasets": refs, "actor": actor_stats, "judge": judge_stats,
+                "judge_verifier": agreement, "train_pairs": len(train_records)}
 
     def _provenance(self, it: dict[str, Any]) -> dict[str, Any]:
         """What generated the data, recorded in each pairs manifest (deterministic: no times, no paths)."""
@@ -489,6 +494,21 @@ def _bandit_version() -> str | None:
         return None
 
 
+def _interrupt_on_sigterm() -> Callable[[], Any]:
+    """SIGTERM (kill, docker stop) ends the run like Ctrl-C, so state.json says 'interrupted'."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def is_running(settings: Settings, run_id: str) -> bool:
     """True while some process holds the run's lock (a run in progress)."""
     lock = runs_root(settings) / run_id / ".lock"
@@ -525,11 +545,12 @@ def start_background(config: EvolveConfig, settings: Settings, *, iterations: in
         env["DATABASE_URL"] = settings.database_url
     if config.model_name_or_path is None:
         env["SECOPS_BASE_MODEL"] = settings.base_model
-    state_path = run_dir / "state.json"
-    if not state_path.is_file():  # visible at once; the process takes it over
-        atomic_write_text(state_path, json.dumps({"run_id": run_id, "name": config.name,
-                                                  "fingerprint": config.fingerprint(), "status": "queued",
-                                                  "created_at": _now(), "prompts": None, "iterations": []}))
+    state_path = run_dir / "state.json"  # 'queued' at once; the process takes it over
+    state = (json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else
+             {"run_id": run_id, "name": config.name, "fingerprint": config.fingerprint(), "created_at": _now(),
+              "prompts": None, "iterations": []})
+    state["status"] = "queued"
+    atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
     cmd = [sys.executable, "-m", "secops_ai.cli.main", "evolve", "run", str(cfg_path)]
     if iterations:
         cmd += ["--iterations", str(iterations)]

@@ -23,10 +23,19 @@ def list_runs(settings: Settings) -> list[dict[str, Any]]:
     out = []
     for path in sorted(root.glob("*/state.json")) if root.is_dir() else []:
         try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
+            out.append(_live_status(settings, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, json.JSONDecodeError, KeyError):
             continue
     return out
+
+
+def _live_status(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
+    """A state that says running/queued while no process holds the run's lock was killed: interrupted."""
+    from secops_ai.alignment.pipeline import is_running
+
+    if state.get("status") in ("running", "queued") and not is_running(settings, state["run_id"]):
+        state = {**state, "status": "interrupted" if state.get("status") == "running" else "queued"}
+    return state
 
 
 def get_run(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -37,7 +46,7 @@ def get_run(settings: Settings, run_id: str) -> dict[str, Any]:
     path = runs_root(settings) / run_id / "state.json"
     if not path.is_file():
         raise RunNotFound(f"no evolve run {run_id!r} (see `secops-ai evolve status`)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _live_status(settings, json.loads(path.read_text(encoding="utf-8")))
 
 
 def summary(state: dict[str, Any]) -> list[dict[str, Any]]:
