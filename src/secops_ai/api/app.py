@@ -20,6 +20,7 @@ from secops_ai import __version__
 from secops_ai.api.deps import require_api_key
 from secops_ai.api.errors import install_error_handlers
 from secops_ai.api.limits import BodySizeLimit
+from secops_ai.api.openapi_doc import install_openapi
 from secops_ai.api.routers import agents, datasets, evals, evolve, health, openai_routes, training
 from secops_ai.config import Settings, get_settings
 from secops_ai.inference.remote import RemoteProxy
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app.state.settings = settings
     app.state.remote = None
     install_error_handlers(app)
+    install_openapi(app)  # 400 not 422, 401/413 where they apply, the OpenAI error schema (tests/test_conformance.py)
     metrics = install_metrics(app)
     service = ModelService(settings, production_resolver=lambda: _production_adapter(settings))
     service.on_queue_depth = metrics.queue_depth.set
