@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,11 +150,17 @@ class ServerProcess:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, **env, "SECOPS_HOST": "127.0.0.1", "SECOPS_PORT": str(self.port)}
+        # The log goes to a file, not a pipe nobody reads: a chatty server (a fuzzing run) would block on a full pipe.
+        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "secops_ai.cli.main", "serve"],
-            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
         )
         self._wait_ready(timeout)
+
+    def _read_log(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
 
     def _wait_ready(self, timeout: float) -> None:
         import httpx
@@ -161,7 +168,7 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.proc.stdout.read()}")
+                raise RuntimeError(f"server exited early:\n{self._read_log()}")
             try:
                 if httpx.get(f"{self.base_url}/readyz", timeout=2).status_code == 200:
                     return
@@ -173,7 +180,7 @@ class ServerProcess:
 
     def output(self) -> str:
         self.stop()
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        return self._read_log()
 
     def stop(self) -> None:
         if self.proc.poll() is None:

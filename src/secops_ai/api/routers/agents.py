@@ -22,6 +22,7 @@ from secops_ai.agents.actions import ApprovalDecision
 from secops_ai.agents.runs import RunManager, RunNotFound, RunRequest, WorkspaceTooLarge
 from secops_ai.agents.trajectory import RUN_ID_RE, RunSummary
 from secops_ai.api.errors import APIError
+from secops_ai.api.openapi_doc import SSE_200, errors
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -85,7 +86,7 @@ def _summary(mgr: RunManager, run_id: str) -> RunSummary:
         raise APIError(404, str(exc), param="run_id", code="run_not_found") from None
 
 
-@router.post("/runs", status_code=201, response_model=RunSummary)
+@router.post("/runs", status_code=201, response_model=RunSummary, responses=errors(400, 404, 413))
 def start_run(body: RunRequest, request: Request) -> RunSummary:
     mgr = manager(request.app)
     try:
@@ -103,12 +104,12 @@ def list_runs(request: Request) -> dict[str, Any]:
     return {"object": "list", "data": [s.model_dump() for s in manager(request.app).list()]}
 
 
-@router.get("/runs/{run_id}", response_model=RunSummary)
+@router.get("/runs/{run_id}", response_model=RunSummary, responses=errors(404))
 def get_run(run_id: str, request: Request) -> RunSummary:
     return _summary(manager(request.app), run_id)
 
 
-@router.post("/runs/{run_id}/approve")
+@router.post("/runs/{run_id}/approve", responses=errors(404, 409))
 def approve(run_id: str, body: ApproveBody, request: Request) -> dict[str, Any]:
     mgr = manager(request.app)
     _summary(mgr, run_id)
@@ -125,7 +126,7 @@ def approve(run_id: str, body: ApproveBody, request: Request) -> dict[str, Any]:
     return {"run_id": run_id, "tool_call_id": req.tool_call_id, "tool": req.tool, "approved": body.approved}
 
 
-@router.post("/runs/{run_id}/cancel")
+@router.post("/runs/{run_id}/cancel", responses=errors(404, 409))
 def cancel(run_id: str, request: Request) -> dict[str, Any]:
     mgr = manager(request.app)
     _summary(mgr, run_id)
@@ -174,7 +175,7 @@ def _last_id(header: str | None, query: int | None) -> int:
                        param="Last-Event-ID") from None
 
 
-@router.get("/runs/{run_id}/events")
+@router.get("/runs/{run_id}/events", response_class=StreamingResponse, responses={**SSE_200, **errors(400, 404)})
 async def stream_events(run_id: str, request: Request, last_event_id: str | None = Header(default=None),
                         after: int | None = Query(default=None, ge=-1,
                                                   description="Resume after this seq (as Last-Event-ID).")
