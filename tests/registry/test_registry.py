@@ -159,4 +159,22 @@ def test_update_evals_section_rewrites_in_place(workspace: Workspace, add_run) -
     assert front["secops"]["evals"] == {"cwe": {"accuracy": 0.75}}
     metric = front["model-index"][0]["results"][0]["metrics"][0]
     assert (metric["type"], metric["value"]) == ("accuracy", 0.75)
-    assert front["base_model"]  # the rest of the card is intact
+    assert front["secops"]["base_model_local"]  # the rest of the card is intact
+
+
+def test_card_base_model_is_the_hub_id(tmp_path: Path) -> None:
+    """Issue 15.4: the card's base_model is a Hugging Face Hub id so the Hub and card readers link it."""
+    import json
+
+    from secops_ai.config import BUNDLED_BASE_MODEL
+    from secops_ai.training.output import hub_id
+
+    bundled = tmp_path / BUNDLED_BASE_MODEL
+    bundled.mkdir()
+    assert hub_id(bundled) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    other = tmp_path / "converted"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}))
+    assert hub_id(other) == "Qwen/Qwen2.5-0.5B-Instruct"
+    (other / "config.json").write_text(json.dumps({"_name_or_path": str(tmp_path)}))  # a local path: no id
+    assert hub_id(other) is None

@@ -7,12 +7,14 @@ format (YAML front matter + markdown) with an evals section that the evaluation 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from secops_ai.config import BUNDLED_BASE_MODEL
 from secops_ai.training.config import RunConfig
 from secops_ai.training.data import DatasetInfo
 
@@ -38,17 +40,24 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_loss(rows: list[dict], path: Path, title: str) -> None:
+    """Training loss per step, and the eval loss when the run logged one; integer step ticks only."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    points = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 50 else None)
+    for key, label in (("loss", "train"), ("eval_loss", "eval")):
+        points = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float) and "step" in r]
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label,
+                    marker="." if len(points) < 50 else None)
+    if len(ax.get_lines()) > 1:
+        ax.legend()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -79,6 +88,7 @@ def write_run_folder(target: Path, *, config: RunConfig, run_name: str, model_di
         "kind": "adapter" if config.finetuning_type == "lora" else "full",
         "stage": config.stage,
         "base_model": model_dir.name,
+        "base_model_hub_id": hub_id(model_dir),
         "base_model_path": str(model_dir),
         "dataset": data_info.ref,
         "dataset_files": data_info.files,
@@ -95,18 +105,44 @@ def write_run_folder(target: Path, *, config: RunConfig, run_name: str, model_di
     (target / "model_card.md").write_text(render_model_card(info, config))
 
 
+# Hugging Face Hub ids of the base models this project ships, keyed by their folder under models/base/
+KNOWN_HUB_IDS = {BUNDLED_BASE_MODEL: "HuggingFaceTB/SmolLM2-135M-Instruct"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def hub_id(model_dir: Path) -> str | None:
+    """The base model's Hugging Face Hub id (``org/name``), so the card's ``base_model`` links on the Hub.
+
+    Known bundled bases first; otherwise the ``_name_or_path`` transformers saved in ``config.json`` when it
+    is a Hub id rather than a local path; ``None`` when the base has no Hub identity (a model built locally).
+    """
+    if model_dir.name in KNOWN_HUB_IDS:
+        return KNOWN_HUB_IDS[model_dir.name]
+    try:
+        name = json.loads((model_dir / "config.json").read_text()).get("_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(name, str) and _HUB_ID.match(name) and not name.startswith((".", "/")) and not Path(name).exists():
+        return name
+    return None
+
+
 def render_model_card(info: dict[str, Any], config: RunConfig) -> str:
     hyper = {k: getattr(config, k) for k in HYPERPARAMETERS}
     hyper["lora_alpha"] = config.effective_lora_alpha
     metrics = {k: v for k, v in info["metrics"].items() if isinstance(v, int | float)}
-    front = {
+    front: dict[str, Any] = {
         "library_name": "peft" if info["kind"] == "adapter" else "transformers",
-        "base_model": info["base_model"],
+    }
+    if info.get("base_model_hub_id"):  # the Hub reads this as a model id; a local folder name would not link
+        front["base_model"] = info["base_model_hub_id"]
+    front |= {
         "pipeline_tag": "text-generation",
         "tags": ["secops-ai", info["stage"], "lora" if info["kind"] == "adapter" else "full-finetune", "trl"],
         "datasets": [info["dataset"]],
         "secops": {
             "run": info["name"],
+            "base_model_local": info["base_model"],  # the folder under models/base/ it was trained on
             "stage_trained": info["stage"],
             "dataset": {"ref": info["dataset"], "manifest_sha256": info["dataset_manifest_sha256"],
                         "files": info["dataset_files"], "records": info["dataset_records"]},
