@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from secops_ai.api.deps import get_app_settings
 from secops_ai.api.errors import APIError
+from secops_ai.api.openapi_doc import errors
 from secops_ai.config import Settings
 
 router = APIRouter(prefix="/evolve", tags=["evolve"])
@@ -39,7 +40,7 @@ def _named_config(name: str, settings: Settings):
                    code="evolve_config_not_found")
 
 
-@router.post("/runs", status_code=202)
+@router.post("/runs", status_code=202, responses=errors(404, 409))
 def start_run(body: StartEvolve, settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
     from secops_ai.alignment.config import EvolveConfig, EvolveConfigError
     from secops_ai.alignment.pipeline import EvolveError, start_background
