@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query
 
 from secops_ai.api.deps import get_app_settings
 from secops_ai.api.errors import APIError
+from secops_ai.api.openapi_doc import errors
 from secops_ai.config import Settings
 from secops_ai.data.store import DatasetError, DatasetIntegrityError, DatasetNotFoundError, DatasetStore
 
@@ -32,7 +33,7 @@ def list_datasets(store: DatasetStore = Depends(_store)) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.get("/datasets/{provider}/{name}/{version}")
+@router.get("/datasets/{provider}/{name}/{version}", responses=errors(404, 409))
 def get_dataset(provider: str, name: str, version: str,
                 limit: int = Query(5, ge=0, le=100, description="How many leading records to include."),
                 store: DatasetStore = Depends(_store)) -> dict[str, Any]:

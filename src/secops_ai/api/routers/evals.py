@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Query
 
 from secops_ai.api.deps import get_app_settings
 from secops_ai.api.errors import APIError
+from secops_ai.api.openapi_doc import errors
 from secops_ai.config import Settings
 
 router = APIRouter()
 
 
-@router.get("/models/{provider}/{run_id}/evals", tags=["evals"])
+@router.get("/models/{provider}/{run_id}/evals", tags=["evals"], responses=errors(404, 409))
 def get_evals(provider: str, run_id: str, items: bool = Query(True, description="Include per-item records."),
               settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
     """The last gate run of ``<provider>/<run_id>`` (``base/<name>`` for the base model): verdict, per-suite

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from secops_ai.api.deps import get_app_settings
 from secops_ai.api.errors import APIError
+from secops_ai.api.openapi_doc import errors
 from secops_ai.config import Settings
 
 router = APIRouter(prefix="/training", tags=["training"])
@@ -51,7 +52,7 @@ def _confined_config(raw: str, settings: Settings) -> Path:
     return path
 
 
-@router.post("/runs", status_code=202)
+@router.post("/runs", status_code=202, responses=errors(409))
 def start_run(body: StartRun, settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
     from secops_ai.training.config import ConfigError, RunConfig, parse_overrides
     from secops_ai.training.jobs import start_run as start
@@ -81,7 +82,7 @@ def list_runs(settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
     return {"object": "list", "data": data, "warnings": warnings}
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", responses=errors(404, 409))
 def get_run(run_id: Annotated[str, Path_(pattern=_RUN_ID)],
             settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
     from secops_ai.training.jobs import JobNotFound, StatusUnreadable, run_status
