@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         app.state.remote = RemoteProxy(settings.llm_base_url, settings.llm_api_key) if settings.llm_base_url else None
         if load_model:
             await service.start()
+        if app.state.guardrails is not None:  # the intent classifier loads beside the model; /readyz waits
+            asyncio.get_running_loop().run_in_executor(None, app.state.guardrails.load)
         try:
             yield
         finally:
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     from secops_ai.alignment.selfcorrect.hooks import install as install_self_correction
 
     install_self_correction(app.state.serving)  # extra_body secops.self_correct / '+verified' model ids
+    app.state.guardrails = _guardrails(app, settings, metrics)  # SECOPS_GUARDRAILS_POLICY; docs/guardrails.md
     instrument_fastapi(app)  # HTTP server spans (no-op while tracing is off)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
@@ -94,6 +97,23 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         def _root() -> RedirectResponse:
             return RedirectResponse("/ui/")
     return app
+
+
+def _guardrails(app: FastAPI, settings: Settings, metrics: Any) -> Any:
+    """The policy's screens on the chat path, or None when ``SECOPS_GUARDRAILS_POLICY`` is unset. An invalid
+    policy raises here (start-up fails naming the file and line)."""
+    if not settings.guardrails_policy:
+        return None
+    from secops_ai.guardrails import Guardrails
+    from secops_ai.guardrails.hooks import install
+
+    if settings.llm_base_url:
+        raise ValueError("SECOPS_GUARDRAILS_POLICY is set but SECOPS_LLM_BASE_URL forwards requests to a remote "
+                         "engine unscreened; unset one of them")
+    guardrails = Guardrails.from_env(settings.guardrails_policy, settings.workspace.models,
+                                     embedding_model=settings.embedding_model, metrics=metrics)
+    install(app.state.serving, guardrails, production=lambda: _production_adapter(settings))
+    return guardrails
 
 
 def _docs_routes(app: FastAPI, auth: list[Any]) -> None:

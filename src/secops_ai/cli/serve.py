@@ -53,7 +53,14 @@ def serve(
                   f"(workspace {settings.workspace.root}; UI at /ui, docs at /docs)")
     # JSON logs: uvicorn's own handlers would print plain text, so its loggers propagate to ours instead.
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # e.g. an invalid guardrails policy: the message names the file and line
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 log_config=log_config, timeout_graceful_shutdown=5)
 
 

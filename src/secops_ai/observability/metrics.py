@@ -31,6 +31,12 @@ class Metrics:
                                     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32), registry=self.registry)
         self.queue_depth = Gauge("secops_queue_depth", "Generation requests waiting for the batcher",
                                  registry=self.registry)
+        # guardrails: stage = input|output, outcome = answer|caution|refuse (input) or the action applied
+        self.guardrails_decisions = Counter("secops_guardrails_decisions_total", "Guardrails decisions",
+                                            ["model", "stage", "category", "outcome"], registry=self.registry)
+        self.guardrails_latency = Histogram("secops_guardrails_latency_seconds", "Time spent screening",
+                                            ["stage"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1),
+                                            registry=self.registry)
 
     def record_tokens(self, model: str, prompt: int, completion: int) -> None:
         self.tokens_in.labels(model).inc(prompt)

@@ -26,9 +26,16 @@ async def readyz(request: Request) -> JSONResponse:
             return JSONResponse({"status": "ready", "engine": "remote", "base_url": remote.base_url})
         return JSONResponse(error_body(503, detail, code="model_not_ready"), status_code=503)
     service = request.app.state.models
+    guardrails = getattr(request.app.state, "guardrails", None)
+    if guardrails is not None:  # a policy that cannot screen must not look ready (requests would get 503)
+        ok, detail = guardrails.status()
+        if not ok:
+            return JSONResponse(error_body(503, f"not ready: {detail}", code="guardrails_unavailable"),
+                                status_code=503, headers={"Retry-After": "5"})
     if service.ready.is_set():
         return JSONResponse({"status": "ready", "engine": "local", "model": service.base_id,
-                             "adapter": service.default_adapter})
+                             "adapter": service.default_adapter,
+                             **({"guardrails": guardrails.status()[1]} if guardrails is not None else {})})
     detail = service.load_error or "model is still loading"
     return JSONResponse(error_body(503, f"not ready: {detail}", code="model_not_ready"), status_code=503,
                         headers={"Retry-After": "5"})
