@@ -427,11 +427,11 @@ class Sandbox:
             if proc.poll() is None:
                 _kill_group(proc)
                 proc.wait()
-                # pid 1 of the namespace now dies asynchronously (PDEATHSIG); wait until the kernel has killed
-                # everything in it, so that when run() returns nothing of this sandbox is still running. On a
-                # normal exit there is nothing to wait for: pid 1 exits only after the kernel reaped the rest.
-                if self.privileged:
-                    _wait_for_uid_exit(self.uid)
+            # pid 1 of the namespace dies asynchronously (PDEATHSIG after a kill; and bubblewrap may report a
+            # normal exit before the kernel has torn down the rest): wait until every process of the sandbox's
+            # own uid is gone, so that when run() returns nothing of this sandbox is still running.
+            if self.privileged:
+                _wait_for_uid_exit(self.uid)
             sel.close()
             proc.stdout.close()
             proc.stderr.close()
