@@ -182,3 +182,16 @@ def test_copies_keep_links_as_links_and_stop_at_the_quota(linked_repo: Path, tmp
     (linked_repo / "big.bin").unlink()
     with pytest.raises(QuotaExceeded):
         copy_tree(linked_repo, tmp_path / "c3", max_bytes=1 << 20)
+
+
+def test_hard_links_in_the_original_are_not_copied(tmp_path: Path, host_secret: Path) -> None:
+    """A file of the repository that is another name of a host file (same inode) stays out of the copy."""
+    repo = tmp_path / "hl-repo"
+    repo.mkdir()
+    (repo / "app.py").write_text(APP)
+    os.link(host_secret / "shadow", repo / "innocent.txt")
+    with Sandbox() as sb:
+        copy = sb.working_copy(repo)
+        assert (copy / "app.py").read_text() == APP and not (copy / "innocent.txt").exists()
+        result = sb.run("cat /workspace/innocent.txt; ls /workspace")
+        _no_secret(result.stdout, result.stderr)

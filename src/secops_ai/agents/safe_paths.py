@@ -14,10 +14,13 @@ these trees only through this module:
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+log = logging.getLogger(__name__)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
@@ -200,9 +203,11 @@ def tree_usage(root: Path, *, max_bytes: int | None = None, max_files: int | Non
 
 
 def copy_tree(src: Path, dst: Path, *, max_bytes: int | None = None, max_files: int | None = None,
-              skip: frozenset[str] = frozenset()) -> int:
+              skip: frozenset[str] = frozenset(), skip_hardlinks: bool = False) -> int:
     """Copy ``src`` into the new folder ``dst``: folders, regular files and links (as links), nothing else.
 
+    ``skip_hardlinks`` leaves out regular files with more than one name: in a user's folder such a file may
+    be the very inode of a file elsewhere on the host (``ln /etc/shadow repo/x``), which no path check sees.
     Raises :class:`QuotaExceeded` as soon as the copy would pass ``max_bytes`` or ``max_files`` (the partial
     copy is left for the caller to remove). Returns the bytes copied.
     """
@@ -225,6 +230,9 @@ def copy_tree(src: Path, dst: Path, *, max_bytes: int | None = None, max_files: 
                 os.mkdir(target, 0o755)
                 stack.append((Path(entry.path), target))
             elif stat.S_ISREG(st.st_mode):
+                if skip_hardlinks and st.st_nlink > 1:
+                    log.warning("not copying %s: it has %d names (a hard link)", entry.path, st.st_nlink)
+                    continue
                 total += _cost(st)
                 if max_bytes is not None and total > max_bytes:
                     raise QuotaExceeded(f"more than {max_bytes} bytes", used=total, limit=max_bytes)

@@ -193,7 +193,8 @@ class Sandbox:
         """Copy ``original_dir`` into a private folder the sandbox may write, and make it this sandbox's root.
 
         The original is only read. Symlinks are copied as links (they resolve inside the sandbox's view, so a
-        link to a host file outside the copy points at nothing there); FIFOs, sockets and devices are skipped.
+        link to a host file outside the copy points at nothing there); FIFOs, sockets, devices and files with
+        several hard links (possibly a host file's inode) are skipped.
         :class:`~secops_ai.agents.safe_paths.QuotaExceeded` when the original holds more than ``max_bytes``
         (default: the disk quota) or ``max_files``; nothing is left behind then.
         """
@@ -209,7 +210,7 @@ class Sandbox:
             raise ValueError(f"working copy {dest} must not be inside the original {src}")
         limit = max_bytes if max_bytes is not None else self.disk_quota
         try:
-            copy_tree(src, dest, max_bytes=limit, max_files=max_files, skip=frozenset({".git"}))
+            copy_tree(src, dest, max_bytes=limit, max_files=max_files, skip=frozenset({".git"}), skip_hardlinks=True)
         except QuotaExceeded:
             shutil.rmtree(dest, ignore_errors=True)
             raise
