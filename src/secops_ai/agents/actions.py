@@ -104,6 +104,7 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    blocked: int = Field(default=0, description="Repeats of an already failed action that were blocked.")
 
 
 def plan_schema() -> dict[str, Any]:

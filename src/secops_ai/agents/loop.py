@@ -158,6 +158,7 @@ class AgentConfig:
     history_chars: int = 6000  # the scratchpad shown to the model is truncated to this, oldest first
     observation_chars: int = 1500  # one tool output is clipped to this in the prompt (full text in the event)
     success_check: SuccessCheck = patch_verified
+    max_blocked: int = 3  # a run that repeats failed actions this often ends as failed
 
 
 class RunResult(BaseModel):
@@ -236,6 +237,8 @@ class AgentLoop:
             outcome, summary = "cancelled", "cancelled by a person"
         except BudgetSpent as exc:
             outcome, summary = "budget_exhausted", str(exc)
+        except RepeatedFailure as exc:
+            outcome, summary = "failed", str(exc)
         except Exception as exc:
             self._usage_event()
             self.log.emit(EventType.RUN_ERROR, {"message": f"{type(exc).__name__}: {exc}", "code": "agent_error"})
@@ -280,6 +283,23 @@ class AgentLoop:
         self.log.custom(PLAN, self.plan.model_dump())
 
     def _act(self) -> Action | None:
+        action = self._choose()
+        if action is None:
+            return None
+        if action.thought:
+            self._say(action.thought)
+        if action.is_finish:
+            self.memory.add("action", action.model_dump_json())
+            return action
+        observation = self._execute(action)
+        self.observations.append(observation)
+        self.memory.add("action", action.model_dump_json())
+        self.memory.add("observation", self._quote(observation))
+        self._observed(action, observation)
+        return action
+
+    def _choose(self) -> Action | None:
+        """The model's next action, validated; ``None`` (and an ``action_invalid`` event) when it is not usable."""
         text = ""
         try:
             text = self._ask(self._messages("Choose the next action as JSON."), self._action_schema, "act").text
@@ -296,18 +316,12 @@ class AgentLoop:
             self.log.custom(ACTION_INVALID, {"text": text, "error": error[:2000]})
             self.memory.add("invalid answer", error[:500])
             return None
-        if action.thought:
-            self._say(action.thought)
-        if action.is_finish:
-            self.memory.add("action", action.model_dump_json())
-            return action
-        observation = self._execute(action)
-        self.observations.append(observation)
-        self.memory.add("action", action.model_dump_json())
-        self.memory.add("observation", self._quote(observation))
+        return action
+
+    def _observed(self, action: Action, observation: Observation) -> None:
+        """After each observation: self-critique (subclasses with their own checks override this)."""
         if self.config.reflect and not self.config.success_check(self.observations) and self._budget_left() is None:
             self._reflect(action, observation)
-        return action
 
     def _explain(self, text: str, exc: Exception) -> str:
         """The most useful error for an invalid answer: the registry's (it names the field) when it has one."""
@@ -327,12 +341,24 @@ class AgentLoop:
         self.log.emit(EventType.TOOL_CALL_ARGS, {"toolCallId": call_id, "delta": json.dumps(action.args)})
         self.log.emit(EventType.TOOL_CALL_END, {"toolCallId": call_id})
         earlier = self._seen.get(key)
-        if earlier is not None:  # same action, same inputs: never run twice
+        if earlier is not None and not earlier.ok and not earlier.refused:
+            # The very action that failed, again: blocked (it would fail the same way) and counted.
+            self.usage.blocked += 1
+            obs = Observation(
+                tool_call_id=call_id, tool=action.tool, ok=False, idempotency_key=key, reused=True,
+                data={"blocked": True, "repeats": self.usage.blocked},
+                error=f"blocked: this exact {action.tool} call already failed ({earlier.error}); change its "
+                      "arguments or choose another tool",
+                output=earlier.output)
+        elif earlier is not None:  # same action, same inputs: never run twice
             obs = earlier.model_copy(update={"tool_call_id": call_id, "reused": True, "duration_ms": 0.0})
         else:
             obs = self._approved_run(call_id, action, key)
             self._seen[key] = obs
         self._result_event(obs)
+        if obs.data.get("blocked") and self.usage.blocked >= self.config.max_blocked:
+            raise RepeatedFailure(f"stopped after {self.usage.blocked} blocked repeats of failed actions "
+                                  f"(last: {action.tool}: {earlier.error if earlier else ''})")
         return obs
 
     def _approved_run(self, call_id: str, action: Action, key: str) -> Observation:
@@ -353,8 +379,12 @@ class AgentLoop:
             result = self.registry.execute(action.tool, self.registry.validate(action.tool, action.args), self.ctx)
         except Exception as exc:  # a tool crash is an observation, not the end of the run
             result = _Failed(error=f"{type(exc).__name__}: {exc}")
+        error = result.error
+        if not result.ok and not (error or "").strip():  # a failure always says why
+            tail = (result.output or "").strip()[-500:]
+            error = f"{action.tool} failed without an error message" + (f"; its output ends: {tail}" if tail else "")
         return Observation(tool_call_id=call_id, tool=action.tool, ok=bool(result.ok), output=result.output or "",
-                           data=dict(result.data or {}), error=result.error, idempotency_key=key,
+                           data=dict(result.data or {}), error=error, idempotency_key=key,
                            duration_ms=round((time.monotonic() - start) * 1000, 2))
 
     def _reflect(self, action: Action, obs: Observation) -> None:
@@ -477,6 +507,10 @@ class AgentLoop:
 
 class BudgetSpent(Exception):
     """A model call would exceed the run's token budget."""
+
+
+class RepeatedFailure(Exception):
+    """The model kept repeating actions that had already failed."""
 
 
 @dataclass

@@ -19,13 +19,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from secops_ai.agents.actions import ApprovalDecision, ApprovalRequest, Budget
 from secops_ai.agents.events import EventLog
-from secops_ai.agents.loop import AgentConfig, AgentLoop, ApprovalGate, ApprovalPolicy, RunResult
+from secops_ai.agents.loop import AgentConfig, ApprovalGate, ApprovalPolicy, RunResult
 from secops_ai.agents.safe_paths import tree_usage
 from secops_ai.agents.scripted import Script, ScriptedBackend
 from secops_ai.agents.trajectory import (
@@ -65,6 +65,9 @@ class RunRequest(BaseModel):
     reflect: bool = True
     temperature: float = Field(default=0.0, ge=0, le=2)
     seed: int | None = 0
+    mode: Literal["auto", "guided", "free"] = Field(
+        default="auto", description="'guided' (small models fill slots of a scan-fix workflow), 'free' (the model "
+        "plans), 'auto' (guided for local models under 2B parameters).")
 
     @model_validator(mode="after")
     def _script_needs_scripted(self) -> RunRequest:
@@ -233,8 +236,10 @@ class RunManager:
                 config = AgentConfig(budget=req.budget, temperature=req.temperature, seed=req.seed,
                                      reflect=req.reflect)
                 cache = self._shared("critiques", _critique_cache)
-                loop = AgentLoop(backend, registry, ctx, handle.log, config, gate=handle.gate, cancel=handle.cancel,
-                                 idempotency_key=idempotency_key, critique_cache=cache)
+                from secops_ai.agents.guided import make_loop
+
+                loop = make_loop(backend, registry, ctx, handle.log, config, mode=req.mode, gate=handle.gate,
+                                 cancel=handle.cancel, idempotency_key=idempotency_key, critique_cache=cache)
                 handle.result = loop.run(req.task, workspace=str(folder))
             except Exception as exc:  # already a RUN_ERROR event when the loop raised; else record one now
                 handle.error = f"{type(exc).__name__}: {exc}"
