@@ -37,6 +37,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from secops_ai.config import Settings
 from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.engine import QueueFullError
@@ -48,6 +50,7 @@ from secops_ai.inference.service import (
     Submission,
     UnknownModelError,
 )
+from secops_ai.observability import tracing
 
 Disconnected = Callable[[], Awaitable[bool]]
 Result = dict[str, Any] | AsyncIterator[str]  # a JSON body, or SSE data payloads
@@ -132,6 +135,9 @@ class OpenAIServing:
         run = self._start(adapter, [(ids, p) for p in params], prompt_tokens=len(ids),
                           id_prefix="chatcmpl", kind="chat.completion")
         if body.stream:
+        tracing.record_content(run.span, messages=messages)  # only with the content opt-in
+        if run.span is not None:
+            run.span.set_attribute("gen_ai.request.stream", body.stream)
             chunks = run.chat_chunks()
             for hook in self.chat_hooks.stream:
                 chunks = hook(ctx, chunks)
@@ -208,6 +214,7 @@ class OpenAIServing:
                                 "tokens": tokens, "token_logprobs": [scored[k][0] for k in positions],
                                 "top_logprobs": [scored[k][1] or None for k in positions], "text_offset": offsets}})
         return {**run.head, "choices": choices, "usage": run.usage()}
+        run.end_trace()  # max_tokens=0 runs no rows, so nothing else closes the span
 
     # -- shared -----------------------------------------------------------------------------------
     async def _prepare(self, model: str | None, encode: Callable[[], Any]) -> tuple[str | None, Any]:
@@ -250,8 +257,10 @@ class OpenAIServing:
         except Exception as exc:
             raise translate(exc) from exc
         model_id = self.service.public_id(adapter)
-        return _Run(sub, len(rows), model_id, prompt_tokens, id_prefix, kind,
-                    lambda seconds: self.metrics.ttft(model_id, seconds))
+        run = _Run(sub, len(rows), model_id, prompt_tokens, id_prefix, kind,
+                   lambda seconds: self.metrics.ttft(model_id, seconds))
+        run.trace(rows[0][1] if rows else None)
+        return run
 
 
 class _Run:
@@ -270,6 +279,35 @@ class _Run:
         self._on_ttft = on_ttft
         self._first = True
 
+        self.span: Any = None
+        self._finishes: list[str] = []
+        self._text = ""  # choice 0's text, kept only when content capture is on
+
+    def trace(self, params: GenerationParams | None) -> None:
+        """Open this request's GenAI span (a child of the HTTP server span); :meth:`end_trace` closes it."""
+        operation = "chat" if self.head["object"] == "chat.completion" else "text_completion"
+        self.span = tracing.tracer().start_span(
+            f"{operation} {self.head['model']}", kind=SpanKind.CLIENT, attributes={k: v for k, v in {
+                "gen_ai.operation.name": operation, "gen_ai.system": tracing.PROVIDER,
+                "gen_ai.request.model": self.head["model"], "gen_ai.request.choice.count": len(self.token_ids),
+                "gen_ai.request.max_tokens": params.max_tokens if params else 0,
+                "gen_ai.request.temperature": params.temperature if params else None,
+                "gen_ai.request.top_p": params.top_p if params else None,
+                "gen_ai.request.seed": params.seed if params else None}.items() if v is not None})
+
+    def end_trace(self, error: str | None = None) -> None:
+        if self.span is None:
+            return
+        span, self.span = self.span, None
+        tracing.record_usage(span, response_model=self.head["model"], response_id=self.head["id"],
+                             finish_reasons=self._finishes or None, input_tokens=self.prompt_tokens,
+                             output_tokens=self.completion_tokens,
+                             ttft_s=None if self._first else round(self._ttft, 6))
+        if self._text:
+            tracing.record_content(span, output=self._text)
+        if error:
+            tracing.mark_error(span, "generation_failed", error)
+        span.end()
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
@@ -280,18 +318,28 @@ class _Run:
     async def events(self) -> AsyncIterator[tuple[int, str, Any]]:
         if self.sub is None:
             return
+            self.end_trace()
         try:
+        error = None
+        capture = self.span is not None and self.span.is_recording() and tracing.capture_content()
             async for i, kind, payload in self.sub:
                 if kind == "delta" and self._first:
                     self._first = False
-                    self._on_ttft(time.perf_counter() - self.started)
+                    self._ttft = time.perf_counter() - self.started
+                    self._on_ttft(self._ttft)
+                if kind == "delta" and capture and i == 0:
+                    self._text += payload
                 if kind == "done":
                     self.completion_tokens += payload["completion_tokens"]
                     self.token_ids[i] = (payload["token_ids"], payload.get("eos_token"))
                 yield i, kind, payload
+                    self._finishes.append(_finish(payload))
+                elif kind == "error":
+                    error = str(payload)
         finally:  # a client that left frees its rows at the next decode step
             self.sub.cancel()
 
+            self.end_trace(error)
     async def collect(self, disconnected: Disconnected | None) -> tuple[list[str], list[str]]:
         """Every row's text and finish reason; rows are dropped as soon as the client disconnects."""
         n = len(self.token_ids)

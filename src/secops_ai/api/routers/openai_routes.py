@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse
 from secops_ai.api.errors import APIError
 from secops_ai.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from secops_ai.inference.serving import OpenAIServing, Result
+from secops_ai.observability.tracing import genai_span, set_attributes
 
 _ERROR = {"description": "OpenAI-shaped error", "content": {"application/json": {}}}
 _ERRORS: dict[int | str, dict[str, Any]] = {code: _ERROR for code in (400, 401, 404, 413, 429, 500, 502, 503)}
@@ -31,6 +32,15 @@ router = APIRouter(tags=["openai"])
 
 def _serving(request: Request) -> OpenAIServing:
     return request.app.state.serving
+
+
+def _gone(request: Request):
+    """``disconnected()`` for the serving layer: set by api.limits.DisconnectWatch when the client leaves."""
+    event = request.scope.get("secops.disconnected")
+
+    async def disconnected() -> bool:
+        return event is not None and event.is_set()
+    return disconnected
 
 
 def _reply(result: Result) -> Any:
@@ -50,14 +60,14 @@ async def list_models(request: Request) -> Any:
 async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any:
     if request.app.state.remote:
         return await request.app.state.remote.forward(request, "/chat/completions")
-    return _reply(await _serving(request).chat(body, request.is_disconnected))
+    return _reply(await _serving(request).chat(body, _gone(request)))
 
 
 @router.post("/completions", responses=_STREAMED)
 async def completions(request: Request, body: CompletionRequest) -> Any:
     if request.app.state.remote:
         return await request.app.state.remote.forward(request, "/completions")
-    return _reply(await _serving(request).completions(body, request.is_disconnected))
+    return _reply(await _serving(request).completions(body, _gone(request)))
 
 
 @router.post("/embeddings", responses=_ERRORS)
@@ -75,8 +85,11 @@ async def embeddings(request: Request, body: EmbeddingRequest) -> Any:
     texts = body.texts
     if not texts or not all(texts):
         raise APIError(400, "input must be a non-empty string or a list of non-empty strings", param="input")
-    vectors, tokens = await asyncio.to_thread(
-        lambda: (embed(texts, spec=settings.embedding_model), count_tokens(texts, spec=settings.embedding_model)))
+    with genai_span("embeddings", settings.embedding_model,
+                    attributes={"gen_ai.embeddings.dimension.count": EMBEDDING_DIM}) as span:
+        vectors, tokens = await asyncio.to_thread(
+            lambda: (embed(texts, spec=settings.embedding_model), count_tokens(texts, spec=settings.embedding_model)))
+        set_attributes(span, {"gen_ai.usage.input_tokens": tokens, "gen_ai.response.model": settings.embedding_model})
     data = [{"object": "embedding", "index": i, "embedding": base64.b64encode(np.asarray(v, dtype="<f4").tobytes())
              .decode() if body.encoding_format == "base64" else v.tolist()} for i, v in enumerate(vectors)]
     return JSONResponse({"object": "list", "data": data, "model": settings.embedding_model,
