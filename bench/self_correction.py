@@ -8,8 +8,9 @@ For each mode (off, intrinsic, verified) the gate's own items are answered throu
 - id -> name: "What is CWE-<id>?" for held-out CWE ids (outside every training set); correct when the answer
   gives the catalog title and cites ``[CWE-<id>]``.
 
-Latency: each mode answers the same ``--latency-items`` questions one at a time (batch of one, as a chat
-request is served); the multiple is that mode's mean time over ``off``'s, measured in the same run.
+Latency: the same ``--latency-items`` questions are answered one at a time (batch of one, as a chat request
+is served) by every mode in turn, question by question, so load on the machine weighs on all modes alike; the
+multiple is a mode's total time over ``off``'s.
 
     .venv/bin/python bench/self_correction.py [--modes off,intrinsic,verified] [--id-items 30] [--json out.json]
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +59,8 @@ def main() -> None:
     latency_qs = [it.messages for it in (suites["hallucination"][1][: args.latency_items // 2]
                                          + id_items[: args.latency_items - args.latency_items // 2])]
     out: dict[str, dict] = {}
-    for mode in args.modes.split(","):
+    modes = args.modes.split(",")
+    for mode in modes:
         backend = SelfCorrectingBackend(inner, mode)
         row: dict[str, float] = {}
         for name, (cfg, items) in suites.items():
@@ -78,17 +79,20 @@ def main() -> None:
             entry = lookup("cwe", it.expected)
             ok.append(entry is not None and states_title(reply, entry) and f"[{it.expected}]" in reply)
         row["id_to_name.correct_with_citation"] = round(sum(ok) / len(ok), 4)
-        times = []
-        for msgs in latency_qs:
-            t0 = time.perf_counter()
-            backend.chat([msgs], params)
-            times.append(time.perf_counter() - t0)
-        row["latency_mean_s"] = round(statistics.mean(times), 3)
         out[mode] = row
         print(mode, json.dumps(row), flush=True)
-    if "off" in out:
-        for row in out.values():
-            row["latency_multiple"] = round(row["latency_mean_s"] / out["off"]["latency_mean_s"], 2)
+    if args.latency_items:
+        params = GenerationParams(max_tokens=64, temperature=0.0, seed=gate.seed)
+        wrapped = {m: SelfCorrectingBackend(inner, m) for m in ("off", "intrinsic", "verified")}
+        totals = dict.fromkeys(wrapped, 0.0)
+        for msgs in latency_qs:
+            for mode, backend in wrapped.items():
+                t0 = time.perf_counter()
+                backend.chat([msgs], params)
+                totals[mode] += time.perf_counter() - t0
+        for mode, total in totals.items():
+            out.setdefault(mode, {})["latency_mean_s"] = round(total / len(latency_qs), 3)
+            out[mode]["latency_multiple"] = round(total / totals["off"], 2)
     print(json.dumps(out, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
