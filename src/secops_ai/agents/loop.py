@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ValidationError
 
 from secops_ai.agents.actions import (
@@ -55,8 +56,10 @@ from secops_ai.agents.events import (
 from secops_ai.agents.memory import ShortTermMemory
 from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.constrained import ConstrainedDecodingError, JsonReply, complete_json
+from secops_ai.observability import tracing
 
 log = logging.getLogger(__name__)
+AGENT_NAME = "secops-agent"  # gen_ai.agent.name of every run
 _ENUMERATED = re.compile(r"^\s*\d+[.)]\s*")  # models often number their steps themselves
 
 Outcome = Literal["succeeded", "failed", "budget_exhausted", "cancelled"]
@@ -181,6 +184,8 @@ def verified_patch(observations: list[Observation]) -> str | None:
 class AgentLoop:
     """One run of one task with one model over one tool registry."""
 
+    mode = "free"  # the model plans and picks every action (GuidedLoop: "guided")
+
     def __init__(self, backend: Any, registry: ToolRegistryLike, ctx: Any, log: EventLog,
                  config: AgentConfig | None = None, *, gate: ApprovalGate | None = None,
                  cancel: threading.Event | None = None, idempotency_key: Callable[[str, Any], str] | None = None,
@@ -204,6 +209,18 @@ class AgentLoop:
 
     # --------------------------------------------------------------------------------------------- the loop
     def run(self, task: str, *, workspace: str = "") -> RunResult:
+        """Run the loop on ``task``: one ``invoke_agent`` trace span, an ``execute_tool`` child per tool call."""
+        model = getattr(self.backend, "name", "model")
+        with tracing.genai_span("invoke_agent", model, kind=SpanKind.INTERNAL, name=f"invoke_agent {AGENT_NAME}",
+                                attributes={"gen_ai.agent.id": self.log.run_id, "gen_ai.agent.name": AGENT_NAME,
+                                            "gen_ai.conversation.id": self.log.run_id}) as span:
+            result = self._run(task, workspace=workspace)
+            tracing.set_attributes(span, {"secops.agent.outcome": result.outcome,
+                                          "secops.agent.steps": result.usage.steps,
+                                          "secops.agent.success": result.success})
+            return result
+
+    def _run(self, task: str, *, workspace: str = "") -> RunResult:
         self._t0 = time.monotonic()
         self.task = task
         self._tools = self.registry.schemas()  # fixed for the run: one prompt, one action schema
@@ -212,7 +229,7 @@ class AgentLoop:
         budget = self.config.budget
         self.log.emit(EventType.RUN_STARTED, {
             "threadId": self.log.run_id, "runId": self.log.run_id, "task": task, "workspace": workspace,
-            "model": getattr(self.backend, "name", "model"), "budget": budget.model_dump(),
+            "model": getattr(self.backend, "name", "model"), "mode": self.mode, "budget": budget.model_dump(),
             "tools": [{"name": t["function"]["name"], "risk": self._risk(t["function"]["name"])}
                       for t in self._tools],
         })
@@ -371,14 +388,25 @@ class AgentLoop:
             self.log.custom(APPROVAL_DECIDED, decision.model_dump())
             if not decision.approved:
                 reason = decision.reason or "no reason given"
+                tracing.record_finished_span(f"execute_tool {action.tool}", 0.0, {
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": action.tool,
+                    "gen_ai.tool.call.id": call_id, "secops.tool.risk": risk, "secops.tool.approval": "refused"})
                 return Observation(tool_call_id=call_id, tool=action.tool, ok=False, refused=True,
                                    idempotency_key=key, error=f"refused by {decision.by}: {reason}",
                                    output=f"A person refused this action ({reason}). Choose another approach.")
         start = time.monotonic()
-        try:
-            result = self.registry.execute(action.tool, self.registry.validate(action.tool, action.args), self.ctx)
-        except Exception as exc:  # a tool crash is an observation, not the end of the run
-            result = _Failed(error=f"{type(exc).__name__}: {exc}")
+        with tracing.genai_span("execute_tool", "", kind=SpanKind.INTERNAL, name=f"execute_tool {action.tool}",
+                                attributes={"gen_ai.tool.name": action.tool, "gen_ai.tool.call.id": call_id,
+                                            "gen_ai.tool.type": "function", "secops.tool.risk": risk,
+                                            "secops.tool.approval": "approved" if risk == "high" else "not_needed"}
+                                ) as span:
+            try:
+                result = self.registry.execute(action.tool, self.registry.validate(action.tool, action.args),
+                                               self.ctx)
+            except Exception as exc:  # a tool crash is an observation, not the end of the run
+                result = _Failed(error=f"{type(exc).__name__}: {exc}")
+            tracing.set_attributes(span, {"secops.tool.ok": bool(result.ok),
+                                          "secops.tool.exit_code": (result.data or {}).get("exit_code")})
         error = result.error
         if not result.ok and not (error or "").strip():  # a failure always says why
             tail = (result.output or "").strip()[-500:]
