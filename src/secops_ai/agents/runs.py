@@ -9,6 +9,7 @@ stay listable after a restart because everything is read back from ``storage/age
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -210,7 +211,9 @@ class RunManager:
                            gate or ApprovalGate(policy, timeout=request.approval_timeout_s))
         with self._lock:
             self._runs[run_id] = handle
-        handle.thread = threading.Thread(target=self._run, args=(handle, folder), name=run_id, daemon=True)
+        # The thread runs in a copy of the caller's context, so an API run's spans join the request's trace.
+        handle.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run, handle, folder),
+                                         name=run_id, daemon=True)
         handle.thread.start()
         return handle
 
