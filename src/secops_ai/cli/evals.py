@@ -179,12 +179,10 @@ def diff(
         console.print_json(json.dumps({"a": a, "b": b, "tests": [t.model_dump() for t in tests],
                                        "items": [d.model_dump() for d in diffs]}))
         return
-    table = Table("suite", "metric", "n", f"A {a}", f"B {b}", "A-B", "A better", "B better", "verdict (A vs B)",
-                  title="paired tests on the same items")
+    # one line per metric (never truncated, unlike a table at 80 columns): A's value vs B's on the same items
+    console.print(f"A = {a}\nB = {b}\npaired tests on the same items (exact McNemar), A vs B:")
     for t in tests:
-        table.add_row(t.suite, t.metric, str(t.n), f"{t.candidate:.3f}", f"{t.reference:.3f}", f"{t.delta:+.3f}",
-                      str(t.better), str(t.worse), f"{t.verdict} (p={min(t.p_improved, t.p_regressed):.2g})")
-    console.print(table)
+        console.print(f"  {t.describe('B')}", soft_wrap=True)
     for d in diffs:
         console.print(f"[bold]{d.suite}[/bold] {d.item} {d.metric}: A={d.a} B={d.b} "
                       f"(better: {'A' if d.better == 'a' else 'B'})\n  prompt: {d.prompt[:160]!r}\n"

@@ -83,10 +83,10 @@ class GeneratorConfig(BaseModel):
     max_findings: int | None = Field(None, ge=1, description="Cap on findings turned into triage examples.")
     system_prompt: bool = Field(True, description="Start every conversation with SYSTEM_PROMPT.")
     # recipe-sft / recipe-dpo (generators/recipe.py): the data-size levers docs/training.md measures
-    refusal_templates: int = Field(5, ge=1, le=12, description="Harmful-request templates per intent (recipe).")
+    refusal_templates: int = Field(3, ge=1, le=12, description="Harmful-request templates per intent (recipe).")
     twin_templates: int = Field(1, ge=1, le=4, description="Phrasings of each defensive twin question (recipe).")
-    fact_phrasings: int = Field(3, ge=1, le=5, description="Name->id questions per taught CWE (recipe).")
-    facts_per_chat: int = Field(6, ge=1, le=16, description="Catalog Q&A turns packed into one conversation.")
+    fact_phrasings: int = Field(2, ge=1, le=5, description="Name->id questions per taught CWE (recipe).")
+    facts_per_chat: int = Field(8, ge=1, le=16, description="Catalog Q&A turns packed into one conversation.")
     fake_ids: int = Field(24, ge=0, description="Questions about CWE ids that do not exist (recipe).")
 
 
