@@ -52,7 +52,9 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: str = Field(min_length=1, max_length=4000, description="What the agent should do.")
-    workspace: str = Field(min_length=1, description="Folder to work on; the agent only ever changes a copy.")
+    workspace: str = Field(min_length=1, max_length=4096,
+                           description="Folder to work on (over the API: under SECOPS_AGENT_WORKSPACE_ROOTS); the "
+                           "agent only ever changes a copy.")
     model: str | None = Field(default=None, description="Model/adapter name, or 'scripted' to run `script`.")
     script: Script | None = Field(default=None, description="The playbook a 'scripted' model answers from.")
     budget: Budget = Field(default_factory=Budget)
@@ -110,6 +112,14 @@ def resolve_workspace(settings: Settings, workspace: str, *, operator: bool) -> 
     """
     if "\0" in workspace:
         raise WorkspaceRefused("workspace: must not contain a NUL byte")
+    try:
+        return _resolve_workspace(settings, workspace, operator=operator)
+    except (OSError, RuntimeError) as exc:  # a name too long, a link loop (RuntimeError), a folder we may not enter
+        reason = getattr(exc, "strerror", None) or "a symlink loop"
+        raise WorkspaceRefused(f"workspace: {workspace!r} cannot be used ({reason})") from None
+
+
+def _resolve_workspace(settings: Settings, workspace: str, *, operator: bool) -> Path:
     if operator:
         folder = Path(workspace).expanduser().resolve()
     else:
