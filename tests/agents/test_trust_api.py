@@ -224,3 +224,13 @@ def test_queued_runs_keep_their_request_and_read_interrupted_after_a_restart(wor
     finally:
         first.shutdown(timeout=10)
     assert os.path.getsize(settings.workspace.agent_runs / f"{queued.run_id}.request.json") > 0
+
+
+def test_unusable_workspace_names_are_400_not_500(agent_client, repo) -> None:
+    (repo.parent / "loop-a").symlink_to(repo.parent / "loop-b")
+    (repo.parent / "loop-b").symlink_to(repo.parent / "loop-a")
+    for where in ("n" * 300, str(repo.parent / "loop-a"), "x" * 5000, "repo\x00/etc"):
+        resp = agent_client.post("/agents/runs", json=_body(where))
+        assert resp.status_code == 400, (where[:20], resp.text)
+        assert resp.json()["error"]["param"] == "workspace"
+    _nothing_created(agent_client)
