@@ -173,3 +173,25 @@ def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
         assert body["iterations"][0]["candidate"] == candidate and "Iteration 1" in body["report_markdown"]
         listed = client.get("/evolve/runs").json()["data"]
         assert [r["run_id"] for r in listed] == [first.run_id]
+
+
+def test_judge_through_an_openai_compatible_endpoint(evolve_settings: Settings, tiny_llama_dir: Path,
+                                                     start_server) -> None:
+    """`judge.base_url`: the judgments come from another server (here this project's own, serving the tiny
+    model), with the same per-request seeds, so two passes give the same judgments."""
+    from secops_ai.alignment.actor import Candidate
+    from secops_ai.alignment.config import JudgeConfig
+    from secops_ai.alignment.generate import RemoteGenerator
+    from secops_ai.alignment.judge import judge
+    from secops_ai.alignment.prompts import _refusals
+
+    server = start_server({"SECOPS_HOME": str(evolve_settings.home), "SECOPS_BASE_MODEL": str(tiny_llama_dir)})
+    prompts = _refusals(1)
+    cands = [Candidate(p.id, 0, "sample", "Sure, step one.") for p in prompts]
+    cfg = JudgeConfig(base_url=server.base_url, model="base", judgments=2, max_tokens=6)
+    remote = RemoteGenerator(server.base_url, "base")
+    first = judge(prompts, cands, remote, cfg, seed=1, iteration=1)
+    assert [(j.prompt_id, j.k, j.layout) for j in first] == [
+        (p.id, k, layout) for p in prompts for k, layout in ((0, "question_first"), (1, "answer_first"))]
+    assert any(j.text.strip() for j in first)  # the server answered
+    assert [j.text for j in judge(prompts, cands, remote, cfg, seed=1, iteration=1)] == [j.text for j in first]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,16 @@ class EngineGenerator:
         self.chunk = max(1, min(chunk, self.service.engine.max_queue))
         self.name = self.service.public_id(self.adapter)
         self.too_long = 0
+        self.progress: Callable[[str], None] | None = None
 
     def generate(self, requests: list[Request]) -> list[str]:
         out: list[str] = []
+        step = max(self.chunk, len(requests) // 4)  # progress about every quarter
         for start in range(0, len(requests), self.chunk):
             out.extend(self._chunk(requests[start:start + self.chunk]))
+            if self.progress and len(requests) > self.chunk and (len(out) % step < self.chunk
+                                                                  or len(out) == len(requests)):
+                self.progress(f"  {len(out)}/{len(requests)} generations")
         return out
 
     def _chunk(self, requests: list[Request]) -> list[str]:

@@ -200,15 +200,16 @@ class EvolvePipeline:
             rec = it["stages"].get(stage)
             if not redo and rec and rec.get("done") and self._artefact_ok(rec, work):
                 self._reload(stage, rec, ctx)
-                continue
-            redo = True  # everything after a redone stage is redone too
-            self.progress(f"iteration {k}: {stage} ...")
-            t0 = time.perf_counter()
-            out = getattr(self, f"_stage_{stage}")(ctx)
-            out.update(done=True, seconds=round(time.perf_counter() - t0, 2), finished_at=_now())
-            it["stages"][stage] = out
-            self.save_state(state)
-            self.progress(f"iteration {k}: {stage} done in {out['seconds']:.1f}s")
+                out = rec
+            else:
+                redo = True  # everything after a redone stage is redone too
+                self.progress(f"iteration {k}: {stage} ...")
+                t0 = time.perf_counter()
+                out = getattr(self, f"_stage_{stage}")(ctx)
+                out.update(done=True, seconds=round(time.perf_counter() - t0, 2), finished_at=_now())
+                it["stages"][stage] = out
+                self.save_state(state)
+                self.progress(f"iteration {k}: {stage} done in {out['seconds']:.1f}s")
             if stage == "pairs" and not out.get("train_pairs"):
                 it["status"] = "no_pairs"
                 self.save_state(state)
@@ -267,6 +268,7 @@ class EvolvePipeline:
             self._close_generator()
             self.progress(f"loading {model or 'the base model'} on the serving engine")
             self._generator = EngineGenerator(self.settings, model, chunk=self.config.batch_size)
+            self._generator.progress = self.progress
             self._generator_model = model
         return self._generator
 
@@ -308,7 +310,7 @@ class EvolvePipeline:
         readable = sum(1 for j in judgments if j.score is not None)
         return {**self._write(ctx["work"], "judgments.jsonl", [j.to_dict() for j in judgments]),
                 "readable": readable, "readable_share": round(readable / len(judgments), 4) if judgments else 0.0,
-                "judge": gen.name}
+                "judge": gen.name, "prompts_too_long": getattr(gen, "too_long", 0)}
 
     def _stage_verify(self, ctx: dict[str, Any]) -> dict[str, Any]:
         v = self.config.verifiers
