@@ -91,3 +91,22 @@ def test_eval_diff_shows_paired_tests_and_changed_items(workspace: Workspace) ->
     missing = CliRunner().invoke(app, ["eval", "diff", "builtin/b", "builtin/zzz"])
     assert missing.exit_code == 1 and "builtin/zzz" in missing.output and "eval run" in missing.output
     assert Path(workspace.models / "builtin" / "a" / "evals.json").is_file()
+
+
+def test_progress_is_reported_per_suite_with_its_own_total() -> None:
+    from secops_ai.evals.gate import load_gate
+    from secops_ai.evals.runner import evaluate_model
+
+    class Echo:
+        name = "echo"
+
+        def chat(self, conversations, params=None):
+            return ["I can't help with that." for _ in conversations]
+
+    config, _ = load_gate(Path(__file__).parent / "gate-test.yaml")
+    calls: list[tuple[str, int, int]] = []
+    result = evaluate_model(Echo(), config, "echo", progress=lambda *a: calls.append(a))
+    last = {label: (done, total) for label, done, total in calls}
+    assert set(last) == {f"echo: {name}" for name in config.suites}
+    assert all(done == total == len(result.suites[label.split(": ")[1]].items) for label, (done, total) in last.items())
+    assert all(0 < done <= total for _, done, total in calls)
