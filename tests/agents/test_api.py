@@ -126,7 +126,7 @@ def test_a_run_on_the_served_local_model_decodes_schema_valid_steps(workspace, m
     budget = {"max_steps": 1, "max_tokens": 32, "tokens_per_call": 16, "max_seconds": 120}
     with TestClient(create_app(get_settings(), load_model=True)) as client:
         resp = client.post("/agents/runs", json={"task": "scan", "workspace": str(tmp_path), "budget": budget,
-                                                 "approval": "deny", "reflect": False})
+                                                 "approval": "deny", "reflect": False, "mode": "free"})
         assert resp.status_code == 201, resp.text
         run_id = resp.json()["run_id"]
         summary = _done(client, run_id, wait_for)

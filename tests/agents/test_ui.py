@@ -95,6 +95,13 @@ def test_start_watch_and_approve_a_run_from_the_browser(ui_server, vulnerable_re
             expect(page.locator(".tool", has_text="propose_patch")).to_contain_text("verified")
             expect(page.locator("#runs li.active")).to_contain_text("succeeded", timeout=15_000)
             expect(page.locator("#result pre")).to_contain_text("+    return ast.literal_eval(expr)")
+            # The list entry says when, which run and which model; it and the badge agree; no Cancel when done.
+            entry = page.locator("#runs li.active")
+            expect(entry.locator(".id")).to_have_text(page.locator("#run-id").text_content())
+            expect(entry.locator(".model")).to_have_text("scripted")
+            expect(entry.locator("time.started")).to_contain_text(":")
+            expect(entry.locator(".badge")).to_have_text(page.locator("#run-status").text_content())
+            expect(page.locator("#cancel")).to_be_hidden()
             page.screenshot(path=str(tmp_path / f"ui-done-{transport}.png"), full_page=True)
             run_id = page.locator("#run-id").text_content()
         finally:

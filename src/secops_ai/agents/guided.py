@@ -103,7 +103,7 @@ class GuidedLoop(AgentLoop):
         self.plan = Plan(steps=["Scan the repository", "Choose a finding and look it up",
                                 "Propose a fix and verify it by a rescan"])
         self._say("\n".join(f"{i}. {s}" for i, s in enumerate(self.plan.steps, 1)))
-        self.log.custom(PLAN, {**self.plan.model_dump(), "mode": self.mode})
+        self.log.custom(PLAN, self.plan.model_dump())
 
     def _choose(self) -> Action | None:
         action = self._next_action()

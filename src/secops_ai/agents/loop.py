@@ -312,6 +312,9 @@ class AgentLoop:
         self.observations.append(observation)
         self.memory.add("action", action.model_dump_json())
         self.memory.add("observation", self._quote(observation))
+        if observation.data.get("blocked") and self.usage.blocked >= self.config.max_blocked:
+            raise RepeatedFailure(f"stopped after {self.usage.blocked} blocked repeats of failed actions "
+                                  f"(last: {observation.error})")
         self._observed(action, observation)
         return action
 
@@ -373,9 +376,6 @@ class AgentLoop:
             obs = self._approved_run(call_id, action, key)
             self._seen[key] = obs
         self._result_event(obs)
-        if obs.data.get("blocked") and self.usage.blocked >= self.config.max_blocked:
-            raise RepeatedFailure(f"stopped after {self.usage.blocked} blocked repeats of failed actions "
-                                  f"(last: {action.tool}: {earlier.error if earlier else ''})")
         return obs
 
     def _approved_run(self, call_id: str, action: Action, key: str) -> Observation:

@@ -42,6 +42,9 @@ def run(
     approve: str = typer.Option("ask", help="High-risk tools: 'ask' (prompt here; refused when not a TTY), "
                                             "'deny' or 'allow'."),
     reflect: bool = typer.Option(True, help="Self-critique after each observation."),
+    mode: str = typer.Option("auto", help="'guided' (the model fills the slots of a scan → fix → rescan "
+                                          "workflow), 'free' (the model plans), 'auto' (guided for small local "
+                                          "models)."),
     json_events: bool = typer.Option(False, "--json", help="Print raw events (JSONL) instead of rendering."),
 ) -> None:
     """Run an agent on TASK over a sandboxed copy of --workspace, showing each step live."""
@@ -53,6 +56,8 @@ def run(
 
     if approve not in ("ask", "deny", "allow"):
         raise typer.BadParameter("choose ask, deny or allow", param_hint="--approve")
+    _check_mode(mode)
+    _check_model(model if not script else None)
     interactive = approve == "ask" and sys.stdin.isatty()
     try:
         playbook = json.loads(script.read_text()) if script else None
@@ -60,7 +65,8 @@ def run(
             task=task, workspace=str(workspace), model="scripted" if script else model, script=playbook,
             budget=Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds,
                           tokens_per_call=tokens_per_call),
-            approval=approve if approve != "ask" or interactive else "deny", reflect=reflect)
+            approval=approve if approve != "ask" or interactive else "deny", reflect=reflect,
+            mode=mode)  # type: ignore[arg-type]
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"{script}: line {exc.lineno}: {exc.msg}", param_hint="--script") from None
     except ValidationError as exc:
@@ -146,6 +152,62 @@ def list_runs(limit: int = typer.Option(50, min=1, help="Newest runs to show."))
     console.print(table)
 
 
+@app.command("eval")
+def eval_agent(
+    model: str | None = typer.Option(None, help="Model to evaluate (default: the configured one)."),
+    n: int = typer.Option(10, "--n", min=1, max=1000, help="Held-out repositories to run on."),
+    start: int = typer.Option(0, min=0, max=999, help="First held-out seed (held-out seeds are 0..999)."),
+    mode: str = typer.Option("auto", help="auto, guided or free (see `agent run --help`)."),
+    max_steps: int = typer.Option(8, min=1, help="Most actions per run (default budget)."),
+    max_tokens: int = typer.Option(4096, min=1, help="Most generated tokens per run."),
+    max_seconds: float = typer.Option(600.0, min=1, help="Wall-clock limit per run."),
+    tokens_per_call: int = typer.Option(256, min=8, help="Most tokens for one model answer."),
+    min_success: int | None = typer.Option(None, min=0, help="Exit 1 when fewer repositories succeed."),
+    out: Path | None = typer.Option(None, help="Write the JSON report here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON report instead of a table."),
+) -> None:
+    """Run the agent on N held-out generated vulnerable repositories and check every patch independently.
+
+    A repository counts when the run succeeded, its patch applies to the original and removes a bandit finding
+    on rescan (nothing as severe added), the repository's tests still pass and the original is unchanged.
+    """
+    from secops_ai.agents.actions import Budget
+    from secops_ai.agents.evaluation import RepoResult, evaluate
+    from secops_ai.config import get_settings
+
+    _check_mode(mode)
+    _check_model(model)
+    if start + n > 1000:
+        raise typer.BadParameter(f"held-out seeds are 0..999; --start {start} --n {n} goes past them")
+    budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds,
+                    tokens_per_call=tokens_per_call)
+
+    def progress(r: RepoResult) -> None:
+        if not json_out:
+            mark = "[green]ok[/]" if r.succeeded else f"[red]no[/] {_esc(r.reason)}"
+            console.print(f"seed {r.seed:3d} {r.package:16s} {r.outcome:16s} {r.run_seconds:6.1f}s  {mark}")
+
+    report = evaluate(get_settings(), model=model, n=n, start=start, mode=mode, budget=budget, on_result=progress)
+    text = report.model_dump_json(indent=2)
+    if out is not None:
+        out.write_text(text + "\n")
+    if json_out:
+        print(text)
+    else:
+        table = Table("seed", "outcome", "ok", "run s", "cpu s", "steps", "fixed", "tests", "why not")
+        for r in report.results:
+            table.add_row(str(r.seed), r.outcome, "yes" if r.succeeded else "no", f"{r.run_seconds:.1f}",
+                          f"{r.cpu_seconds:.1f}",
+                          str(r.steps), ", ".join(r.fixed)[:40], r.tests, r.reason[:60])
+        console.print(table)
+        console.print(f"[bold]{report.succeeded}/{report.total} succeeded[/] with {report.model} ({report.mode}); "
+                      f"run time mean {report.run_seconds_mean:.1f}s, max {report.run_seconds_max:.1f}s "
+                      f"(CPU max {report.cpu_seconds_max:.1f}s) "
+                      f"on {report.cpus} CPUs (load {report.load_avg_1m})")
+    if min_success is not None and report.succeeded < min_success:
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 def render(event: dict[str, Any]) -> None:
     """Print one event for a person (shared by `run` and `replay`)."""
@@ -193,8 +255,34 @@ def render(event: dict[str, Any]) -> None:
                             f"{u.get('completion_tokens')} generated / {u.get('prompt_tokens')} prompt · "
                             f"{u.get('seconds')}s", title=r.get("outcome", "finished"),
                             style=_OUTCOME_STYLE.get(r.get("outcome", ""), "")))
+        if r.get("patch"):
+            print_patch(str(r["patch"]))
     elif t == "RUN_ERROR":
         console.print(Panel(_esc(p.get("message", "")), title="error", style="bold red"))
+
+
+def print_patch(patch: str) -> None:
+    """The verified patch as a coloured unified diff (plain text when the output is not a terminal)."""
+    from rich.syntax import Syntax
+
+    syntax = Syntax(patch.rstrip("\n"), "diff", theme="ansi_dark", word_wrap=True, background_color="default")
+    console.print(Panel(syntax, title="verified patch (not applied: review, then `git apply`)", border_style="green"))
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("auto", "guided", "free"):
+        raise typer.BadParameter(f"{mode!r}: choose auto, guided or free", param_hint="--mode")
+
+
+def _check_model(model: str | None) -> None:
+    """An unknown --model fails before anything loads (a run never falls back to the base model silently)."""
+    from secops_ai.agents.models import UnknownModelError, check_model
+    from secops_ai.config import get_settings
+
+    try:
+        check_model(get_settings(), model)
+    except UnknownModelError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
 
 
 def _is(event: dict[str, Any], name: str) -> bool:

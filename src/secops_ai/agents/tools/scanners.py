@@ -85,7 +85,9 @@ def scan(sandbox: Sandbox, root: Path, scanner: ScannerName, target: str = ".") 
     if result.timed_out or result.killed:
         raise ScanError(f"{scanner} was stopped: {result.kill_reason}")
     if result.exit_code not in ok_codes or not result.stdout.strip():
-        raise ScanError(f"{scanner} failed (exit {result.exit_code}): {result.stderr.strip()[-1500:]}")
+        # Say why: stderr, else the end of stdout (semgrep --quiet reports errors in its SARIF), else the exit code.
+        detail = result.stderr.strip()[-1500:] or result.stdout.strip()[-1500:] or "no output on stdout or stderr"
+        raise ScanError(f"{scanner} failed (exit {result.exit_code}): {detail}")
     try:
         findings = parse_report(result.stdout, "bandit-json" if scanner == "bandit" else "sarif", f"{scanner}.json")
     except ReportError as exc:
@@ -115,9 +117,12 @@ class RunScanner(Tool):
     def run(self, args: BaseModel, ctx: ToolContext) -> ToolResult:
         assert isinstance(args, RunScannerArgs)
         try:
-            resolve_inside(ctx.workspace, args.path)
+            target = resolve_inside(ctx.workspace, args.path)
         except ValueError as exc:
             return ToolResult.failure(str(exc))
+        if not target.exists():
+            return ToolResult.failure(f"path {args.path!r} does not exist in the working copy; scan '.' (the whole "
+                                      "working copy) or a file a previous scan listed")
         try:
             outcome = scan(ctx.sandbox, ctx.workspace, args.scanner, args.path)
         except ScanError as exc:

@@ -48,4 +48,8 @@ class RunCommand(Tool):
         text = untrusted("command output", result.summary())
         if result.ok:
             return ToolResult.success(text, data)
-        return ToolResult.failure(result.kill_reason or f"exit code {result.exit_code}", text, data)
+        why = result.kill_reason or f"exit code {result.exit_code}"
+        err = result.stderr.strip()
+        if err:  # the reason a person (or the model) can act on is usually the last lines of stderr
+            why += ": " + err[-500:]
+        return ToolResult.failure(why, text, data)

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from secops_ai.agents.actions import ApprovalDecision
-from secops_ai.agents.runs import RunManager, RunNotFound, RunRequest, WorkspaceTooLarge
+from secops_ai.agents.runs import RunManager, RunNotFound, RunQueueFull, RunRequest, WorkspaceTooLarge
 from secops_ai.agents.trajectory import RUN_ID_RE, RunSummary
 from secops_ai.api.errors import APIError
 from secops_ai.api.openapi_doc import SSE_200, errors
@@ -86,13 +86,21 @@ def _summary(mgr: RunManager, run_id: str) -> RunSummary:
         raise APIError(404, str(exc), param="run_id", code="run_not_found") from None
 
 
-@router.post("/runs", status_code=201, response_model=RunSummary, responses=errors(400, 404, 413))
+@router.post("/runs", status_code=201, response_model=RunSummary, responses=errors(400, 404, 413, 429))
 def start_run(body: RunRequest, request: Request) -> RunSummary:
+    from secops_ai.agents.models import UnknownModelError, check_model
+
+    try:  # an unknown model fails now, not as a run that silently uses the base model
+        check_model(request.app.state.settings, body.model)
+    except UnknownModelError as exc:
+        raise APIError(404, str(exc), param="model", code="model_not_found") from None
     mgr = manager(request.app)
     try:
         handle = mgr.start(body)
     except WorkspaceTooLarge as exc:
         raise APIError(413, str(exc), param="workspace", code="workspace_too_large") from None
+    except RunQueueFull as exc:
+        raise APIError(429, str(exc), code="agent_queue_full", headers={"Retry-After": "10"}) from None
     except ValueError as exc:
         field, _, _ = str(exc).partition(":")
         raise APIError(400, str(exc), param=field if field in RunRequest.model_fields else None) from None

@@ -44,12 +44,25 @@ async function refreshRuns() {
   for (const r of runs) {
     const li = el("li");
     li.dataset.runId = r.run_id;
-    if (current && current.id === r.run_id) li.classList.add("active");
-    li.append(el("span", "task", r.task || r.run_id), el("span", "badge st-" + r.status, r.status));
+    // The open run's badge and its list entry show one status: the one its live events last set.
+    const mine = current && current.id === r.run_id;
+    const status = mine && current.status ? current.status : r.status;
+    if (mine) li.classList.add("active");
+    const meta = el("span", "meta");
+    meta.append(el("time", "started", startedAt(r.started_at)), " · ", el("span", "id", r.run_id), " · ",
+                el("span", "model", r.model || "default model"));
+    li.append(el("span", "task", r.task || r.run_id), el("span", "badge st-" + status, status), meta);
     li.title = r.run_id;
     li.addEventListener("click", () => openRun(r.run_id));
     list.append(li);
   }
+}
+
+function startedAt(ts) {
+  if (!ts) return "not started";
+  const d = new Date(ts * 1000);
+  return d.toLocaleString(undefined, {year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+                                      minute: "2-digit", second: "2-digit"});
 }
 
 // ---------------------------------------------------------------------------------------------- new run
@@ -92,7 +105,7 @@ async function startRun(ev) {
 // ---------------------------------------------------------------------------------------------- one run
 async function openRun(id) {
   if (current && current.stream) current.stream.close();
-  current = {id, lastSeq: -1, stream: null, done: false, step: null, calls: {}, messages: {}};
+  current = {id, lastSeq: -1, stream: null, done: false, step: null, calls: {}, messages: {}, status: null};
   $("run-view").classList.remove("empty");
   $("run-detail").classList.remove("hidden");
   $("timeline").replaceChildren();
@@ -111,11 +124,19 @@ function showSummary(s) {
   setStatus(s.status);
 }
 
+const LIVE = ["running", "queued", "waiting_approval"];
+
 function setStatus(status) {
+  if (current) current.status = status;
   const b = $("run-status");
   b.textContent = status;
   b.className = "badge st-" + status;
-  $("cancel").disabled = !["running", "queued", "waiting_approval"].includes(status);
+  const live = LIVE.includes(status);
+  $("cancel").disabled = !live;
+  $("cancel").classList.toggle("hidden", !live);  // a finished run cannot be cancelled: no button
+  const li = current && [...$("runs").children].find((x) => x.dataset.runId === current.id);
+  const badge = li && li.querySelector(".badge");
+  if (badge) { badge.textContent = status; badge.className = "badge st-" + status; }
 }
 
 function connect() {

@@ -1,0 +1,42 @@
+"""Which model an agent run may name: an unknown name fails before the run starts, never falls back silently.
+
+Serving keeps its documented fallback (a bad ``SECOPS_ADAPTER`` serves the base model with a warning), but a
+person who asks for ``--model builtin/nope`` wants that model: :func:`check_model` says it does not exist and
+lists the ones that do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from secops_ai.config import Settings
+
+SCRIPTED = "scripted"
+
+
+class UnknownModelError(LookupError):
+    """The run names a model that is neither the base model nor an adapter in the workspace."""
+
+
+def check_model(settings: Settings, name: str | None) -> None:
+    """Raise :class:`UnknownModelError` unless ``name`` is usable for an agent run.
+
+    Accepted: ``None`` (the configured default), ``scripted``, ``production`` (the registry resolves it),
+    ``base`` or the base model's name, and ``<provider>/<run-id>`` with a peft adapter under ``models/``.
+    With a remote engine (``SECOPS_LLM_BASE_URL``) the remote server decides.
+    """
+    if name is None or name in ("", SCRIPTED, "production", "base") or settings.llm_base_url:
+        return
+    base = settings.base_model
+    if name in (base, Path(base).name, Path(base).stem):
+        return
+    models = settings.workspace.models
+    parts = name.split("/")
+    if len(parts) == 2 and all(p and p not in (".", "..") for p in parts) \
+            and (models / name / "adapter_config.json").is_file():
+        return
+    from secops_ai.inference.loader import discover_adapters
+
+    known = [a.name for a in discover_adapters(settings.workspace)]
+    hint = f"available: base, {', '.join(known)}" if known else "no adapters are trained yet; use the base model"
+    raise UnknownModelError(f"model {name!r} not found (no adapter at {models / name}); {hint}")
