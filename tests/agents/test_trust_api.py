@@ -234,3 +234,19 @@ def test_unusable_workspace_names_are_400_not_500(agent_client, repo) -> None:
         assert resp.status_code == 400, (where[:20], resp.text)
         assert resp.json()["error"]["param"] == "workspace"
     _nothing_created(agent_client)
+
+
+def test_queued_api_runs_are_bounded(agent_client, repo, wait_for) -> None:
+    """A caller cannot pile up waiting runs (threads, files) without end: past the limit, 429."""
+    settings = agent_client.app.state.settings.model_copy(update={"agent_max_queued": 1})
+    agent_client.app.state.settings = settings
+    agent_client.app.state.agent_runs = RunManager(settings, max_concurrent=1)
+    busy = agent_client.post("/agents/runs", json=_body(str(repo), APPROVE_ME)).json()["run_id"]
+    wait_for(lambda: agent_client.get(f"/agents/runs/{busy}").json()["status"] == "waiting_approval")
+    queued = agent_client.post("/agents/runs", json=_body(str(repo)))
+    assert queued.status_code == 201 and queued.json()["status"] == "queued"
+    refused = agent_client.post("/agents/runs", json=_body(str(repo)))
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "agent_queue_full"
+    assert refused.headers["retry-after"] == "10"
+    assert len(agent_client.get("/agents/runs").json()["data"]) == 2
+    agent_client.post(f"/agents/runs/{busy}/cancel")

@@ -94,6 +94,10 @@ class WorkspaceTooLarge(ValueError):
     """The workspace holds more than a run may copy: a 413 naming ``workspace``."""
 
 
+class RunQueueFull(RuntimeError):
+    """Too many API runs already wait for a slot: a 429."""
+
+
 def workspace_roots(settings: Settings) -> list[Path]:
     """Folders API callers may point agents at (``SECOPS_AGENT_WORKSPACE_ROOTS``), links resolved."""
     raw = settings.agent_workspace_roots
@@ -212,6 +216,11 @@ class RunManager:
         policy = effective_approval(self.settings, request.approval, operator=operator)
         self._check_size(request.workspace, folder)
         request = request.model_copy(update={"approval": policy})
+        with self._lock:
+            waiting = sum(1 for h in self._runs.values() if not h.done and not h.log.events)
+        if not operator and waiting >= self.settings.agent_max_queued:
+            raise RunQueueFull(f"{waiting} agent runs are already waiting for a slot (SECOPS_AGENT_MAX_QUEUED="
+                               f"{self.settings.agent_max_queued}); retry when one has started")
         run_id = f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         # The request is durable before the run is acknowledged: a server killed while the run waits for a slot
         # leaves it listed as interrupted with its task and workspace, never as an empty file.

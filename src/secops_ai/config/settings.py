@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         default=1 << 30, ge=1 << 20,
         description="Bytes one agent run's working copies may hold together; commands passing it are killed.",
     )
+    agent_max_queued: int = Field(
+        default=16, ge=0, description="Agent runs that may wait for a slot; more get 429 (the CLI is not limited)."
+    )
     database_url: str | None = Field(
         default=None,
         validation_alias="DATABASE_URL",
