@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from secops_ai.api.errors import error_body
+from secops_ai.api.openapi_doc import errors
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +17,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=errors(503))
 async def readyz(request: Request) -> JSONResponse:
     """200 once requests can be served: the local model is loaded, or the remote engine answers."""
     remote = request.app.state.remote
