@@ -77,3 +77,17 @@ def test_dataset_routes(workspace: Workspace) -> None:
         assert missing.status_code == 404 and "acme/sft@2" in missing.json()["error"]["message"]
         assert client.get("/datasets/acme/sft/x").status_code == 400
         assert client.post("/datasets").status_code == 405  # read-only
+
+
+def test_generate_options_share_the_override_grammar(workspace: Workspace) -> None:
+    """Issue 15.8/15.9: `--set cwe_sample=abc` printed a raw pydantic message with a URL; the options now use
+    the key=value grammar (YAML values, strict) and the ConfigError wording of run and pretrain configs."""
+    bad = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_sample=abc")
+    assert bad.exit_code == 1
+    assert "'cwe_sample'" in bad.output and "abc" in bad.output and "https://" not in bad.output
+    unknown = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_smaple=3")
+    assert unknown.exit_code == 1 and "unknown key 'cwe_smaple'" in unknown.output
+    syntax = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_sample")
+    assert syntax.exit_code == 1 and "not key=value" in syntax.output
+    bad_yaml = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_ids=[1, 2")
+    assert bad_yaml.exit_code == 1 and "not valid YAML" in bad_yaml.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,15 @@ def test_llamafactory_sharegpt_and_ranking_entries(starter_store: DatasetStore, 
     assert [m["role"] for m in first["messages"]] == ["system", "user"]  # system first, then an odd user turn
     assert first["chosen"]["role"] == first["rejected"]["role"] == "assistant"
     assert set(_lines(sft_file)[0]) == {"messages"}  # metadata is not exported
+    # named as docs/datasets.md says, and readable by the tools and users it is exported for (not 0600)
+    assert sft_file.name == "starter_security_sft_v1.jsonl"
+    old_umask = os.umask(0o022)
+    try:
+        again = export_llamafactory(starter_store, "starter/security-sft@1", tmp_path / "again")
+    finally:
+        os.umask(old_umask)
+    assert again.stat().st_mode & 0o777 == 0o644
+    assert (again.parent / "dataset_info.json").stat().st_mode & 0o777 == 0o644
 
 
 def test_llamafactory_alpaca_and_string_ranking(store: DatasetStore, starter_store: DatasetStore,

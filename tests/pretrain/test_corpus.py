@@ -64,6 +64,7 @@ def test_corpus_is_pseudonymised_tokenised_and_read_only(workspace: Workspace, t
 
 
 def test_bad_inputs_fail_clearly_and_write_nothing(workspace: Workspace, tmp_path: Path, key: str) -> None:
+    workspace.nanogpt_data.mkdir(parents=True, exist_ok=True)  # exists, so "nothing written" is checked below
     bad = tmp_path / "bad.log"
     bad.write_bytes(b"ok line\nsecond line\n\xff\xfe broken\n")
     with pytest.raises(CorpusError, match=r"bad\.log: line 3 is not valid UTF-8"):
@@ -74,7 +75,7 @@ def test_bad_inputs_fail_clearly_and_write_nothing(workspace: Workspace, tmp_pat
         build_corpus(workspace.nanogpt_data, CorpusSpec(name="logs"), key=key)
     with pytest.raises(CorpusError, match="must be lower-case"):
         build_corpus(workspace.nanogpt_data, CorpusSpec(name="Bad Name", synthetic_lines=10), key=key)
-    assert not any(workspace.nanogpt_data.iterdir()) if workspace.nanogpt_data.exists() else True
+    assert list(workspace.nanogpt_data.iterdir()) == []  # no corpus and no temporary folder left behind
 
 
 def test_char_tokenizer_maps_unseen_characters_to_unk() -> None:

@@ -89,25 +89,35 @@ def import_cmd(
 
 
 def _load_config(path: Path | None, sets: list[str]) -> dict[str, Any]:
-    cfg: dict[str, Any] = {}
-    if path is not None:
-        import yaml
+    """Generator options from a YAML file and ``--set key=value`` overrides, with the grammar and error
+    wording every config shares (:mod:`secops_ai.config.overrides`); types are checked here, so a bad value
+    is named with its key instead of surfacing as a raw validation dump."""
+    import yaml
+    from pydantic import ValidationError
 
+    from secops_ai.config.overrides import ConfigError, merge, parse_overrides
+    from secops_ai.config.validation import describe_validation_error
+    from secops_ai.data.generators import GeneratorConfig
+
+    cfg: dict[str, Any] = {}
+    source = "--set"
+    try:
+        if path is not None:
+            source = str(path)
+            try:
+                loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{path}: expected a mapping of generator options")
+            cfg = loaded
+        cfg = merge(cfg, parse_overrides(sets, allowed=GeneratorConfig.model_fields, what="generator option"))
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            _fail(f"{path}: {exc}")
-        if not isinstance(loaded, dict):
-            _fail(f"{path}: expected a mapping of generator options")
-        cfg.update(loaded)
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            _fail(f"--set {item!r}: expected key=value")
-        try:
-            cfg[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            cfg[key.strip()] = raw
+            GeneratorConfig.model_validate(cfg)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, source)) from None
+    except ConfigError as exc:
+        _fail(str(exc))
     return cfg
 
 

@@ -139,6 +139,7 @@ def export_llamafactory(store: DatasetStore, ref: str, out_dir: Path | str, *, s
                 line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
                 sha1.update(line)
                 fh.write(line)
+        os.chmod(tmp, _public_mode())  # mkstemp makes 0600; an export is for other tools and users to read
         os.replace(tmp, data_path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -154,7 +155,15 @@ def export_llamafactory(store: DatasetStore, ref: str, out_dir: Path | str, *, s
                 f"{info_path}: not valid JSON ({exc.msg}, line {exc.lineno}); not overwriting it") from None
     info[name] = _entry(ds, style, data_path.name, sha1.hexdigest(), conversational)
     atomic_write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    os.chmod(info_path, _public_mode())
     return data_path
+
+
+def _public_mode() -> int:
+    """0644 minus the process umask: what a plain ``open(..., "w")`` would have created."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o644 & ~umask
 
 
 def to_hf_dataset(ref: str | Dataset, store: DatasetStore | None = None, *, drop_metadata: bool = False,

@@ -13,13 +13,15 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from secops_ai.config.overrides import ConfigError
+from secops_ai.config.overrides import parse_overrides as _parse_overrides
 from secops_ai.config.validation import describe_validation_error
+
+__all__ = ["DATASET_SPEC", "ConfigError", "RunConfig", "parse_overrides"]
 
 DATASET_SPEC = re.compile(r"^(?:(?P<provider>[A-Za-z0-9_.-]+)/)?(?P<name>[A-Za-z0-9_.-]+)@(?P<version>\d+)$")
 
 
-class ConfigError(ValueError):
-    """A run config is invalid; the message names the file and the key."""
 
 
 class RunConfig(BaseModel):
@@ -173,16 +175,5 @@ class RunConfig(BaseModel):
 
 
 def parse_overrides(overrides: list[str], *, source: str = "<command line>") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value")
-        if key not in RunConfig.model_fields:
-            raise ConfigError(f"override {item!r}: unknown key {key!r} (not a RunConfig field)")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
+    """``key=value`` overrides of a run config (the shared grammar of :mod:`secops_ai.config.overrides`)."""
+    return _parse_overrides(overrides, allowed=RunConfig.model_fields, what="run config (RunConfig)")

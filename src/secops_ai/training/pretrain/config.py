@@ -14,11 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from secops_ai.config.overrides import ConfigError, merge
+from secops_ai.config.overrides import parse_overrides as _parse_overrides
 from secops_ai.config.validation import describe_validation_error
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not validate; the message names the file and the key."""
 
 
 class GPTConfig(BaseModel):
@@ -101,30 +99,9 @@ class PretrainConfig(BaseModel):
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["max_iters=50", "model.rope=true"]`` → nested dict; values are YAML scalars."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not key=value")
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
-    return out
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+    """``["max_iters=50", "model.rope=true"]`` → nested dict (the shared grammar of
+    :mod:`secops_ai.config.overrides`)."""
+    return _parse_overrides(overrides, allowed=PretrainConfig.model_fields, what="pretrain config")
 
 
 def validate_config(data: dict[str, Any], source: str = "config") -> PretrainConfig:
@@ -150,7 +127,7 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> Pretra
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
         data = loaded or {}
     if overrides:
-        data = _merge(data, parse_overrides(overrides))
+        data = merge(data, parse_overrides(overrides))
         source = f"{source} (overrides: {' '.join(overrides)})" if path is not None else source
     return validate_config(data, source)
 
