@@ -225,8 +225,3 @@ _MODELS: dict[DatasetKind, type[BaseModel]] = {
 def record_model(kind: DatasetKind | str) -> type[BaseModel]:
     """The pydantic model that validates records of ``kind``."""
     return _MODELS[DatasetKind(kind)]
-
-
-def schema_of(kind: DatasetKind | str) -> dict[str, Any]:
-    """JSON schema of a kind's records (stored in each manifest)."""
-    return record_model(kind).model_json_schema()
