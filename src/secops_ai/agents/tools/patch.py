@@ -155,16 +155,19 @@ def replace_tree(dest: Path, src: Path, *, max_bytes: int | None = None) -> None
 
     Links are copied as links and never followed; special files are dropped.
     """
-    for entry in list(os.scandir(dest)):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
-    staging = dest / f".secops-staging-{os.getpid()}"
-    copy_tree(src, staging, max_bytes=max_bytes)
-    for entry in list(os.scandir(staging)):
-        os.rename(entry.path, dest / entry.name)
-    os.rmdir(staging)
+    # Copy first (beside dest, on its filesystem): a copy that fails, e.g. over quota, leaves dest as it was.
+    staging = Path(tempfile.mkdtemp(prefix=".secops-staging-", dir=dest.parent)) / "tree"
+    try:
+        copy_tree(src, staging, max_bytes=max_bytes)
+        for entry in list(os.scandir(dest)):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        for entry in list(os.scandir(staging)):
+            os.rename(entry.path, dest / entry.name)
+    finally:
+        shutil.rmtree(staging.parent, ignore_errors=True)
 
 
 class ProposePatchArgs(ToolArgs):
