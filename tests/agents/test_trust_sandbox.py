@@ -69,3 +69,55 @@ def test_working_copy_larger_than_the_quota_is_refused(tmp_path: Path) -> None:
         sb.working_copy(big)
     with Sandbox() as sb, pytest.raises(QuotaExceeded):
         sb.working_copy(big, max_files=0)
+
+
+def test_dev_is_read_only_and_dev_shm_capped(sandbox: Sandbox) -> None:
+    """bubblewrap's /dev is a tmpfs without a size; in a user namespace the sandbox's user could fill it."""
+    result = sandbox.run("echo x > /dev/planted; echo rc=$?; head -c 100000000 /dev/zero > /dev/shm/big; "
+                         "echo shm=$?; du -sm /dev/shm | cut -f1")
+    assert "rc=0" not in result.stdout and "shm=0" not in result.stdout, result.summary()
+    assert int(result.stdout.split()[-1]) <= 64
+    ok = sandbox.run(["python3", "-c", "import multiprocessing as m; m.Lock(); print('lock ok')"])
+    assert ok.ok and "lock ok" in ok.stdout, ok.summary()  # POSIX semaphores still work
+
+
+UNPRIVILEGED_SCRIPT = """
+import pathlib, tempfile
+from secops_ai.agents.sandbox import Sandbox, SandboxLimits
+repo = pathlib.Path(tempfile.mkdtemp()); (repo / "a.py").write_text("x = 1\\n")
+with Sandbox(SandboxLimits(wall_timeout=30)) as sb:
+    sb.working_copy(repo)
+    r = sb.run("unshare -Ur true; echo userns=$?; echo x > /dev/planted; echo dev=$?; "
+               "head -c 100000000 /dev/zero > /dev/shm/big; echo shm=$?; cat /proc/1/cmdline | tr '\\\\0' ' '")
+    print("privileged", sb.privileged)
+    print(r.stdout)
+    print("ROOT", sb.root)
+"""
+
+
+def test_the_same_rails_hold_for_an_unprivileged_server(tmp_path: Path) -> None:
+    """Run as a normal user, bubblewrap adds a user namespace, and /dev is the sandbox user's own tmpfs."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root to start the check as an unprivileged user")
+    home = Path(tempfile.mkdtemp(prefix="secops-unpriv-"))
+    home.chmod(0o777)
+    try:
+        proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+                               UNPRIVILEGED_SCRIPT], capture_output=True, text=True, timeout=120,
+                              env={"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(home)})
+        if "cannot create a sandbox" in proc.stderr or "Permission denied" in proc.stderr:
+            pytest.skip(f"this host cannot run the sandbox unprivileged: {proc.stderr[-300:]}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = proc.stdout
+        assert "privileged False" in out
+        assert "userns=0" not in out and "dev=0" not in out and "shm=0" not in out, out
+        root = next(line for line in out.splitlines() if line.startswith("ROOT ")).split(" ", 1)[1]
+        assert root not in out.split("ROOT ")[0]  # no host path of the copy in /proc/1/cmdline
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -274,7 +274,11 @@ class Sandbox:
                     made.add(str(parent))
                     cmd += ["--perms", "0755", "--dir", str(parent)]
             cmd += ["--ro-bind", str(path), str(path)]
-        cmd += ["--dev", "/dev", "--proc", "/proc"]
+        # /dev is a tmpfs of bubblewrap's, writable (and unbounded) for the sandbox's user in a user namespace:
+        # give /dev/shm its own capped tmpfs and make the rest of /dev read-only.
+        shm = min(limits.tmp_bytes, 64 << 20)
+        cmd += ["--dev", "/dev", "--perms", "1777", "--size", str(shm), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+                "--proc", "/proc"]
         cmd += ["--bind", str(root), SANDBOX_ROOT, "--chdir", cwd]
         env = {
             "PATH": f"{Path(sys.prefix).resolve()}/bin:/usr/local/bin:/usr/bin:/bin",
