@@ -73,7 +73,8 @@ def test_working_copy_larger_than_the_quota_is_refused(tmp_path: Path) -> None:
 
 def test_dev_is_read_only_and_dev_shm_capped(sandbox: Sandbox) -> None:
     """bubblewrap's /dev is a tmpfs without a size; in a user namespace the sandbox's user could fill it."""
-    result = sandbox.run("echo x > /dev/planted; echo rc=$?; head -c 100000000 /dev/zero > /dev/shm/big; "
+    result = sandbox.run("echo x > /dev/planted; echo rc=$?; echo x > /planted; echo rc=$?; "
+                         "head -c 100000000 /dev/zero > /dev/shm/big; "
                          "echo shm=$?; du -sm /dev/shm | cut -f1")
     assert "rc=0" not in result.stdout and "shm=0" not in result.stdout, result.summary()
     assert int(result.stdout.split()[-1]) <= 64
@@ -87,7 +88,8 @@ from secops_ai.agents.sandbox import Sandbox, SandboxLimits
 repo = pathlib.Path(tempfile.mkdtemp()); (repo / "a.py").write_text("x = 1\\n")
 with Sandbox(SandboxLimits(wall_timeout=30)) as sb:
     sb.working_copy(repo)
-    r = sb.run("unshare -Ur true; echo userns=$?; echo x > /dev/planted; echo dev=$?; "
+    r = sb.run("unshare -Ur true; echo userns=$?; echo x > /dev/planted; echo dev=$?; echo x > /planted; "
+               "echo root=$?; echo x > /work/planted; echo parent=$?; "
                "head -c 100000000 /dev/zero > /dev/shm/big; echo shm=$?; cat /proc/1/cmdline | tr '\\\\0' ' '")
     print("privileged", sb.privileged)
     print(r.stdout)
@@ -116,7 +118,8 @@ def test_the_same_rails_hold_for_an_unprivileged_server(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = proc.stdout
         assert "privileged False" in out
-        assert "userns=0" not in out and "dev=0" not in out and "shm=0" not in out, out
+        for rail in ("userns", "dev", "shm", "root", "parent"):
+            assert f"{rail}=0" not in out, out
         root = next(line for line in out.splitlines() if line.startswith("ROOT ")).split(" ", 1)[1]
         assert root not in out.split("ROOT ")[0]  # no host path of the copy in /proc/1/cmdline
     finally:

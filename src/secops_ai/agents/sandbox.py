@@ -279,7 +279,9 @@ class Sandbox:
         shm = min(limits.tmp_bytes, 64 << 20)
         cmd += ["--dev", "/dev", "--perms", "1777", "--size", str(shm), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                 "--proc", "/proc"]
-        cmd += ["--bind", str(root), SANDBOX_ROOT, "--chdir", cwd]
+        # bubblewrap's own root is a tmpfs without a size, which the sandbox's user owns in a user namespace:
+        # read-only, so only /workspace (quota), /tmp and /dev/shm (capped tmpfs) take writes.
+        cmd += ["--bind", str(root), SANDBOX_ROOT, "--remount-ro", "/", "--chdir", cwd]
         env = {
             "PATH": f"{Path(sys.prefix).resolve()}/bin:/usr/local/bin:/usr/bin:/bin",
             "HOME": "/tmp",
