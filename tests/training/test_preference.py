@@ -48,6 +48,9 @@ def test_dpo_and_orpo_runs_produce_registered_adapters(workspace: Workspace, dpo
         rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
         assert any(marker in r for r in rows), (marker, rows[0].keys())
         assert (result.run_dir / "adapter_model.safetensors").is_file()
+        # tokens are counted for preference batches too (ORPO logged tokens_seen 0 and tokens/s 0.0)
+        losses = [r for r in rows if "loss" in r]
+        assert losses and all(r["tokens_seen"] > 0 and r["tokens_per_second"] > 0 for r in losses), (marker, losses)
     stages = {r.name: r.training_stage for r in Registry(settings).list()}
     assert stages == {dpo.run_name: "dpo", orpo.run_name: "orpo"}
 

@@ -113,9 +113,22 @@ def build_orpo(config: RunConfig, model: Any, tokenizer: Any, records: list[dict
     dataset = build_preference_dataset(records, dataset_ref=dataset_ref)
     args = ORPOConfig(**common_args(config, output_dir, cuda=cuda, distributed=distributed),
                       beta=config.pref_beta, max_length=config.cutoff_len)
-    return ORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                       peft_config=lora_config(config, model),
-                       callbacks=callbacks)
+    class CountingORPOTrainer(ORPOTrainer):
+        """ORPO batches hold prompt/chosen/rejected ids but no ``input_ids``, so transformers counted 0 tokens
+        seen (and tokens/s logged 0.0): count the non-padding tokens of every sequence in the batch."""
+
+        def _track_num_input_tokens(self, inputs):
+            import torch
+
+            masks = [v for k, v in inputs.items() if k.endswith("attention_mask") and torch.is_tensor(v)]
+            if "input_ids" in inputs or not masks or self.args.include_num_input_tokens_seen == "no":
+                return super()._track_num_input_tokens(inputs)
+            seen = torch.as_tensor(sum(int(m.sum()) for m in masks), device=self.args.device, dtype=torch.int64)
+            self.state.num_input_tokens_seen += self.accelerator.gather(seen).sum().item()
+
+    return CountingORPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                               peft_config=lora_config(config, model),
+                               callbacks=callbacks)
 
 
 BUILDERS = {"sft": build_sft, "dpo": build_dpo, "orpo": build_orpo}
