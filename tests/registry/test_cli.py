@@ -59,3 +59,11 @@ def test_train_run_reports_config_errors(workspace: Workspace, tmp_path: Path) -
     assert res.exit_code == 1 and "no dataset starter/security-sft@1" in res.output
     res = runner.invoke(app, ["train", "resume", "nope"])
     assert res.exit_code == 1 and "no interrupted run 'nope'" in res.output
+
+
+def test_cli_errors_keep_brackets(workspace: Workspace, tmp_path: Path) -> None:
+    """Issue 15.8: rich markup ate `[cuda]` from the QLoRA refusal (`pip install 'secops-ai'`)."""
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("dataset: starter/security-sft@1\nquantization_bit: 4\n")
+    res = runner.invoke(app, ["train", "run", str(cfg)])
+    assert res.exit_code == 1 and "pip install 'secops-ai[cuda]'" in res.output, res.output
