@@ -212,12 +212,16 @@ def test_queued_runs_keep_their_request_and_read_interrupted_after_a_restart(wor
         wait_for(lambda: busy.summary().status == "waiting_approval")  # holds the only slot
         queued = first.start(RunRequest.model_validate({**_body(str(repo)), "task": "audit the queued repo"}))
         assert queued.summary().status == "queued"
+        runs_dir = settings.workspace.agent_runs
+        assert not (runs_dir / f"{queued.run_id}.jsonl").exists()  # no empty trajectory for a run that never ran
+        assert all(p.stat().st_size > 0 for p in runs_dir.iterdir())
         # what a kill -9 now leaves on disk is all a restarted server has: read it with a fresh manager
         after = RunManager(settings).summary(queued.run_id)
         assert after.status == "interrupted" and after.task == "audit the queued repo"
         assert after.workspace == str(repo) and after.request is not None
         assert after.request["script"]["actions"] == [] and after.request["approval"] == "ask"
         assert after.result is not None and after.result["code"] == "interrupted_while_queued"
+        assert RunManager(settings).events(queued.run_id) == []
         listed = {s.run_id: s for s in RunManager(settings).list()}
         assert listed[queued.run_id].task == "audit the queued repo"
         assert listed[busy.run_id].status == "interrupted" and listed[busy.run_id].task == "t"

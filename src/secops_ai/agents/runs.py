@@ -30,6 +30,7 @@ from secops_ai.agents.loop import AgentConfig, ApprovalGate, ApprovalPolicy, Run
 from secops_ai.agents.safe_paths import tree_usage
 from secops_ai.agents.scripted import Script, ScriptedBackend
 from secops_ai.agents.trajectory import (
+    RUN_ID_RE,
     RunSummary,
     TrajectoryError,
     TrajectoryWriter,
@@ -204,7 +205,7 @@ class RunManager:
 
     # ---------------------------------------------------------------------------------------------- start
     def start(self, request: RunRequest, *, gate: ApprovalGate | None = None, operator: bool = False) -> RunHandle:
-        """Create the run (its request and trajectory are on disk when this returns) and start it in a thread.
+        """Create the run (its request is on disk when this returns) and start it in a worker thread.
 
         ``operator=False`` (the API) confines the workspace to :func:`workspace_roots` and the approval policy to
         the server's floor; the CLI passes ``operator=True``. Both are refused a folder larger than a run may copy
@@ -223,10 +224,10 @@ class RunManager:
                                f"{self.settings.agent_max_queued}); retry when one has started")
         run_id = f"run-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         # The request is durable before the run is acknowledged: a server killed while the run waits for a slot
-        # leaves it listed as interrupted with its task and workspace, never as an empty file.
+        # leaves it listed as interrupted with its task and workspace. Its trajectory file is created when the
+        # run gets a slot, so a queued run never leaves an empty one.
         _write_request(request_path(self.runs_dir, run_id), request, folder)
-        writer = TrajectoryWriter(trajectory_path(self.runs_dir, run_id), fsync=self.fsync)
-        handle = RunHandle(run_id, request, EventLog(run_id, writer),
+        handle = RunHandle(run_id, request, EventLog(run_id),
                            gate or ApprovalGate(policy, timeout=request.approval_timeout_s))
         with self._lock:
             self._runs[run_id] = handle
@@ -251,6 +252,7 @@ class RunManager:
         with self._slots:
             sandbox = None
             try:
+                handle.log.writer = TrajectoryWriter(trajectory_path(self.runs_dir, handle.run_id), fsync=self.fsync)
                 backend = self._backend(req)
                 registry, ctx, sandbox = self._tools(handle.run_id, folder)
                 from secops_ai.agents.tools.base import idempotency_key
@@ -319,7 +321,11 @@ class RunManager:
         try:
             st = path.lstat()  # a planted link is no run: never followed out of the workspace
         except OSError:
-            raise RunNotFound(f"no agent run {run_id!r}") from None
+            record = read_request(request_path(self.runs_dir, run_id))
+            if record is None:
+                raise RunNotFound(f"no agent run {run_id!r}") from None
+            # accepted but never started, and no longer live here: the server stopped while it was queued
+            return _from_request(RunSummary(run_id=run_id, status="interrupted"), record)
         if not stat.S_ISREG(st.st_mode):
             raise RunNotFound(f"no agent run {run_id!r}")
         stamp = (st.st_size, st.st_mtime_ns)
@@ -337,26 +343,33 @@ class RunManager:
         handle = self.get(run_id)
         if handle is not None:
             return [e.model_dump(mode="json") for e in list(handle.log.events)]
+        path = trajectory_path(self.runs_dir, run_id)
         try:
-            return read_events(trajectory_path(self.runs_dir, run_id))
+            return read_events(path)
         except TrajectoryError as exc:
+            if not os.path.lexists(path) and read_request(request_path(self.runs_dir, run_id)) is not None:
+                return []  # accepted, never started
             raise RunNotFound(f"no agent run {run_id!r}") from exc
 
     def list(self) -> list[RunSummary]:
         """Every run in this workspace, newest first."""
         out = []
-        paths = []
-        for path in self.runs_dir.glob("*.jsonl"):
-            try:
-                st = path.lstat()
-            except OSError:
+        found: dict[str, float] = {}  # run id -> newest mtime of its trajectory or stored request
+        for pattern, suffix in (("*.jsonl", ".jsonl"), ("*.request.json", ".request.json")):
+            for path in self.runs_dir.glob(pattern):
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):  # links (planted or not) are never followed out of SECOPS_HOME
+                    log.warning("skipping %s: not a regular file", path.name)
+                    continue
+                run_id = path.name[: -len(suffix)]
+                found[run_id] = max(found.get(run_id, 0.0), st.st_mtime)
+        for run_id, _ in sorted(found.items(), key=lambda item: item[1], reverse=True):
+            path = trajectory_path(self.runs_dir, run_id) if RUN_ID_RE.match(run_id) else None
+            if path is None:
                 continue
-            if not stat.S_ISREG(st.st_mode):  # links (planted or not) are never followed out of SECOPS_HOME
-                log.warning("skipping %s: not a regular file", path.name)
-                continue
-            paths.append((st.st_mtime, path))
-        for _, path in sorted(paths, reverse=True):
-            run_id = path.stem
             try:
                 out.append(self.summary(run_id))
             except (TrajectoryError, RunNotFound) as exc:
