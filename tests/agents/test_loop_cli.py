@@ -45,3 +45,24 @@ def test_agent_run_reports_bad_input_by_name(workspace, tmp_path: Path) -> None:
     assert out.exit_code == 2 and "bad.json: line 1" in out.output
     missing = CliRunner().invoke(app, ["agent", "replay", "run-missing"], env={"COLUMNS": "300"})
     assert missing.exit_code == 2 and "no trajectory" in missing.output
+
+
+def test_the_final_patch_is_printed_as_a_coloured_unified_diff(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from secops_ai.cli import agent as agent_cli
+    from tests.agents.conftest import FIX_DIFF
+
+    buf = io.StringIO()
+    monkeypatch.setattr(agent_cli, "console", Console(file=buf, force_terminal=True, color_system="truecolor",
+                                                      width=120))
+    agent_cli.render({"type": "RUN_FINISHED", "payload": {"result": {
+        "outcome": "succeeded", "summary": "fixed", "usage": {}, "patch": FIX_DIFF}}})
+    out = buf.getvalue()
+    added = next(line for line in out.splitlines() if "+    return ast.literal_eval(expr)" in line)
+    removed = next(line for line in out.splitlines() if "-    return eval(expr)" in line)
+    assert "\x1b[" in added and "\x1b[" in removed  # coloured
+    assert added.split("+    return")[0] != removed.split("-    return")[0]  # additions and removals differ
+    assert "verified patch" in out

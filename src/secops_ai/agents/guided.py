@@ -27,8 +27,8 @@ from typing import Any, Literal
 from secops_ai.agents.actions import FINISH, Action, Observation, Plan
 from secops_ai.agents.events import ACTION_INVALID, PLAN
 from secops_ai.agents.fixes import FixNotApplicable, applicable, replace_line, unified_diff
-from secops_ai.agents.loop import AgentLoop, _as_dict
-from secops_ai.agents.tools.base import untrusted
+from secops_ai.agents.loop import AgentLoop, _as_dict, screen
+from secops_ai.agents.tools.base import untrusted as _frame
 from secops_ai.agents.tools.reports import SEVERITY_ORDER, Finding, resolve_inside
 
 log = logging.getLogger(__name__)
@@ -318,6 +318,11 @@ _SCANNER_HELP = {"bandit": "Python security linter", "semgrep": "pattern rules f
 def _scanners_named(task: str) -> list[str]:
     low = task.lower()
     return [s for s in ("bandit", "semgrep", "flawfinder") if s in low]
+
+
+def untrusted(label: str, text: str) -> str:
+    """Scanner or repository text for a prompt: injection-like passages marked, then framed as data."""
+    return _frame(label, screen(text)[0])
 
 
 def _context(text: str, line: int, around: int = 3) -> str:

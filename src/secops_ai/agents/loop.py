@@ -444,8 +444,14 @@ class AgentLoop:
         if time.monotonic() - self._t0 >= budget.max_seconds:
             raise BudgetSpent(f"time budget of {budget.max_seconds:g}s spent")
         # The caller validates the answer into its pydantic model (stricter than the schema), so no second check.
-        reply = complete_json(self.backend, messages, schema, params, name=purpose,
-                              deadline=self._t0 + budget.max_seconds, check=False, stop=self.cancel.is_set)
+        with tracing.genai_span("chat", getattr(self.backend, "name", "model"), attributes={
+                "gen_ai.request.max_tokens": params.max_tokens, "gen_ai.request.temperature": params.temperature,
+                "gen_ai.request.seed": params.seed, "gen_ai.output.type": "json", "secops.agent.purpose": purpose,
+        }) as span:
+            reply = complete_json(self.backend, messages, schema, params, name=purpose,
+                                  deadline=self._t0 + budget.max_seconds, check=False, stop=self.cancel.is_set)
+            tracing.record_usage(span, input_tokens=reply.prompt_tokens, output_tokens=reply.completion_tokens,
+                                 finish_reasons=["length" if reply.truncated else "stop"])
         self._check_cancel()  # a cancel cut the answer short: don't act on it
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += min(reply.completion_tokens, params.max_tokens)
@@ -486,8 +492,9 @@ class AgentLoop:
             text = text[: self.config.observation_chars] + f"\n[... {len(obs.output) - self.config.observation_chars}"\
                                                            " more characters]"
         text = text.replace("</tool_output>", "</tool_output_>")  # the data cannot close its own quote
-        return f'<tool_output tool="{obs.tool}" status="{status}"{" reused" if obs.reused else ""}>\n{text}\n' \
-               "</tool_output>"
+        text, flagged = screen(text)
+        return f'<tool_output tool="{obs.tool}" status="{status}"{" reused" if obs.reused else ""}' \
+               f'{" injection_suspected" if flagged else ""}>\n{text}\n</tool_output>'
 
     def _result_event(self, obs: Observation) -> None:
         self.log.emit(EventType.TOOL_CALL_RESULT, {
@@ -547,6 +554,14 @@ class _Failed:
     ok: bool = False
     output: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+
+
+def screen(text: str) -> tuple[str, bool]:
+    """Tool or repository text with instruction-like passages marked by the guardrails (text kept whole)."""
+    from secops_ai.guardrails.injection import screen_untrusted
+
+    screened = screen_untrusted(text, "mark")
+    return screened.text, screened.flagged
 
 
 def _as_dict(args: Any) -> dict[str, Any]:
