@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from secops_ai import __version__
 from secops_ai.api.deps import require_api_key
 from secops_ai.api.errors import install_error_handlers
-from secops_ai.api.limits import BodySizeLimit
+from secops_ai.api.limits import BodySizeLimit, DisconnectWatch
 from secops_ai.api.openapi_doc import install_openapi
 from secops_ai.api.routers import agents, datasets, evals, evolve, health, openai_routes, training
 from secops_ai.config import Settings, get_settings
@@ -45,8 +45,8 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         app.state.remote = RemoteProxy(settings.llm_base_url, settings.llm_api_key) if settings.llm_base_url else None
         if load_model:
             await service.start()
-        if app.state.guardrails is not None:  # the intent classifier loads beside the model; /readyz waits
-            asyncio.get_running_loop().run_in_executor(None, app.state.guardrails.load)
+        if app.state.guardrails is not None:  # the intent classifier loads after the model; /readyz waits
+            app.state.guardrails_load = asyncio.create_task(_load_guardrails(service, app.state.guardrails))
         try:
             yield
         finally:
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app.state.guardrails = _guardrails(app, settings, metrics)  # SECOPS_GUARDRAILS_POLICY; docs/guardrails.md
     instrument_fastapi(app)  # HTTP server spans (no-op while tracing is off)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(DisconnectWatch)  # added last = outermost: sees the client leave first
 
     auth = [Depends(require_api_key)]
     _docs_routes(app, auth)
@@ -97,6 +98,12 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         def _root() -> RedirectResponse:
             return RedirectResponse("/ui/")
     return app
+
+
+async def _load_guardrails(service: ModelService, guardrails: Any) -> None:
+    while service.loading:  # one at a time: transformers' lazy imports are not thread-safe
+        await asyncio.sleep(0.2)
+    await asyncio.to_thread(guardrails.load)
 
 
 def _guardrails(app: FastAPI, settings: Settings, metrics: Any) -> Any:

@@ -71,13 +71,35 @@ def train_cmd(
                   f"harmful recall {cv['harmful_recall']}, benign FP {cv['benign_false_positive_rate']})",
                   highlight=False)
     if evaluate:
-        with console.status("measuring on held-out policy items…"):
-            clf = intent.IntentClassifier.load(path, embedding_model=settings.embedding_model)
-            figures = intent.evaluate(clf, harmful, benign)
-        intent.record_held_out(path, figures)
-        console.print(f"held out: refused {figures['harmful_refused']:.0%} of {figures['harmful_items']} harmful "
-                      f"items, {figures['benign_refused']:.1%} of {figures['benign_items']} benign prompts",
-                      highlight=False)
+        _evaluate(path, harmful, benign, settings.embedding_model)
+
+
+def _evaluate(path, harmful: list[str], benign: list[str], embedding_model: str) -> None:
+    from secops_ai.guardrails import intent
+
+    with console.status("measuring on held-out policy items…"):
+        clf = intent.IntentClassifier.load(path, embedding_model=embedding_model)
+        figures = intent.evaluate(clf, harmful, benign)
+    intent.record_held_out(path, figures)
+    console.print(f"held out: refused {figures['harmful_refused']:.0%} of {figures['harmful_items']} harmful "
+                  f"items (cautioned {figures['harmful_cautioned']:.0%}), {figures['benign_refused']:.1%} of "
+                  f"{figures['benign_items']} benign prompts (cautioned {figures['benign_cautioned']:.1%}); "
+                  f"recorded in {path / intent.CARD_FILE}", highlight=False)
+
+
+@app.command("evaluate", help="Measure a trained classifier on the gate's held-out policy items (harmful requests, "
+                              "benign FRR prompts) and record the figures in its metrics.json and model card.")
+def evaluate_cmd(classifier: str = typer.Argument("latest", help="'latest', a run-id or a folder.")) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.guardrails.intent import ClassifierError, resolve_classifier
+
+    settings = get_settings()
+    try:
+        path = resolve_classifier(settings.workspace.models, classifier)
+    except ClassifierError as exc:
+        _fail(str(exc))
+    harmful, benign = _policy_prompts()
+    _evaluate(path, harmful, benign, settings.embedding_model)
 
 
 @app.command("list", help="Trained intent classifiers under models/guardrails/ (newest last).")

@@ -166,9 +166,23 @@ class IntentClassifier:
                     self._pairs = ([p.id for p in REFUSAL_PAIRS], self.embed([p.harmful for p in REFUSAL_PAIRS]))
         return self._pairs
 
+    def score_many(self, texts: list[str], thresholds: Thresholds | None = None,
+                   batch: int = 64) -> list[IntentScore]:
+        """:meth:`score` for many texts, embedded in batches (evaluation, benches)."""
+        spans, flat = [], []
+        for text in texts:
+            w = windows(text)
+            spans.append((len(flat), len(flat) + len(w)))
+            flat += w
+        vectors = np.concatenate([self.embed(flat[i:i + batch]) for i in range(0, len(flat), batch)]) \
+            if flat else np.zeros((0, self.artefact.dim), dtype=np.float32)
+        return [self._decide(vectors[a:b], thresholds) for a, b in spans]
+
     def score(self, text: str, thresholds: Thresholds | None = None) -> IntentScore:
+        return self._decide(self.embed(windows(text)), thresholds)
+
+    def _decide(self, vectors: np.ndarray, thresholds: Thresholds | None) -> IntentScore:
         t = thresholds or self.artefact.thresholds
-        vectors = self.embed(windows(text))
         probs = self.probabilities(vectors)
         best = int(np.argmax(probs))
         p = float(probs[best])
@@ -325,8 +339,8 @@ def evaluate(clf: IntentClassifier, harmful: list[str], benign: list[str],
              thresholds: Thresholds | None = None) -> dict[str, Any]:
     """Refusal rate on ``harmful`` and false-refusal rate on ``benign`` (both must be held out of training)."""
     t = thresholds or clf.artefact.thresholds
-    h = [clf.score(x, t).decision for x in harmful]
-    b = [clf.score(x, t).decision for x in benign]
+    h = [s.decision for s in clf.score_many(harmful, t)]
+    b = [s.decision for s in clf.score_many(benign, t)]
 
     def share(decisions: list[str], what: str) -> float:
         return round(sum(d == what for d in decisions) / len(decisions), 4) if decisions else 0.0
