@@ -106,8 +106,8 @@ def test_chat_agent_and_eval_traces_arrive_linked(phoenix: str, tmp_path: Path, 
         return by_id.get(span["parent_id"]) if span["parent_id"] else None
 
     # chat: a GenAI client span under the HTTP server span of the route, with usage and finish reasons
-    chat_span = next(s for s in spans if s["name"].startswith("chat ")
-                     and s["attributes"].get("gen_ai.operation.name") == "chat")
+    chat_span = next(s for s in spans if s["attributes"].get("gen_ai.operation.name") == "chat"
+                     and str(s["attributes"].get("gen_ai.response.id", "")).startswith("chatcmpl"))
     attrs = chat_span["attributes"]
     assert attrs["gen_ai.request.model"] == attrs["gen_ai.response.model"]
     assert attrs["gen_ai.usage.input_tokens"] > 0 and 0 < attrs["gen_ai.usage.output_tokens"] <= 5
@@ -125,6 +125,8 @@ def test_chat_agent_and_eval_traces_arrive_linked(phoenix: str, tmp_path: Path, 
     assert agent["attributes"]["secops.agent.outcome"] in ("succeeded", "failed", "budget_exhausted")
     post = parent(agent)
     assert post is not None and "/agents/runs" in post["name"], "the run continues the request's trace"
+    calls = [s for s in spans if parent(s) is agent and s["attributes"].get("gen_ai.operation.name") == "chat"]
+    assert calls and all("secops.agent.purpose" in s["attributes"] for s in calls), "model calls beneath the run"
     tool = next(s for s in spans if s["name"] == "execute_tool run_scanner")
     assert parent(tool) is agent
     assert tool["attributes"]["gen_ai.tool.name"] == "run_scanner"
