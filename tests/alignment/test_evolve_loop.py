@@ -59,7 +59,7 @@ def _train_refuser(settings: Settings) -> str:
     return train(cfg, settings, progress=False).run_name
 
 
-STAGES_BEFORE_TRAIN = ["actor", "judge", "verify", "meta", "pairs"]
+STAGES_BEFORE_TRAIN = ["actor", "verify", "judge", "meta", "pairs"]
 
 
 def _killed(self, ctx):

@@ -168,3 +168,14 @@ def test_api_refusals_are_openai_shaped(workspace) -> None:
         r = client.get("/evolve/runs/nope")
         assert r.status_code == 404 and r.json()["error"]["code"] == "evolve_run_not_found"
         assert client.get("/evolve/runs").json() == {"object": "list", "data": []}
+
+
+def test_judge_budget_keeps_every_unverified_answer_and_a_spread_of_verified_ones() -> None:
+    from secops_ai.alignment.judge import to_judge
+
+    cands = _cands("p", [("sample", f"answer {i}") for i in range(10)])
+    verdicts = {("p", i): (1 if i % 2 else -1) if i < 8 else 0 for i in range(10)}  # 0-7 verified, 8-9 not
+    assert to_judge(cands, verdicts, None) == cands
+    picked = [c.index for c in to_judge(cands, verdicts, 3)]
+    assert picked == [0, 3, 5, 8, 9]  # 3 of the 8 verified, spread out, plus both unverified
+    assert [c.index for c in to_judge(cands, verdicts, 0)] == [8, 9]

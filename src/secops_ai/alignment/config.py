@@ -64,6 +64,9 @@ class JudgeConfig(_Section):
     max_tokens: int = Field(default=48, ge=4, le=1024)
     both_positions: bool = Field(default=True, description="Alternate answer-first and question-first layouts "
                                  "across the K judgments (position bias control).")
+    verified_sample: int | None = Field(default=None, ge=0, description="None: judge every answer; N: only "
+                                        "answers without a verifier verdict plus N verified ones (for agreement "
+                                        "and the meta-judge's ground truth): a CPU budget knob.")
     length_penalty: float = Field(default=0.5, ge=0.0, le=5.0, description="Points taken off per 100% of length "
                                   "above the prompt's median answer (verbosity bias control).")
 

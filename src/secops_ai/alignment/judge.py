@@ -85,6 +85,19 @@ class Scored:
     scores: list[float] = field(default_factory=list)
 
 
+def to_judge(candidates: list[Candidate], verdicts: dict[tuple[str, int], int],
+             verified_sample: int | None) -> list[Candidate]:
+    """The answers the judge scores: all, or (``verified_sample`` = N) every answer without a ground-truth
+    verdict plus N verified ones spread evenly (enough to measure judge-verifier agreement and to ground the
+    meta-judge). A verified answer's rank is fixed by its verdict, so judging all of them buys nothing else."""
+    if verified_sample is None:
+        return list(candidates)
+    verified = [c for c in candidates if verdicts.get((c.prompt_id, c.index), 0) != 0]
+    n = min(verified_sample, len(verified))
+    keep = {id(verified[round(i * len(verified) / n)]) for i in range(n)} if n else set()
+    return [c for c in candidates if verdicts.get((c.prompt_id, c.index), 0) == 0 or id(c) in keep]
+
+
 def judge(prompts: list[Prompt], candidates: list[Candidate], generator, cfg: JudgeConfig, *,
           seed: int, iteration: int) -> list[Judgment]:
     by_id = {p.id: p for p in prompts}

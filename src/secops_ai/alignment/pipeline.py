@@ -38,10 +38,11 @@ from secops_ai.alignment.config import EvolveConfig
 from secops_ai.config import Settings, get_settings
 from secops_ai.config.atomic import atomic_write_text
 from secops_ai.data.store import DatasetStore, GeneratorInfo, SourceRef
+from secops_ai.observability.tracing import record_finished_span, stage_span
 
 log = logging.getLogger(__name__)
 
-STAGES = ("actor", "judge", "verify", "meta", "pairs", "train", "gate")
+STAGES = ("actor", "verify", "judge", "meta", "pairs", "train", "gate")  # verifiers first: cheap, exact
 PIPELINE_VERSION = "1"
 Progress = Callable[[str], None]
 
@@ -141,7 +142,9 @@ class EvolvePipeline:
             try:
                 self._prompts(state)
                 for k in range(1, total + 1):
-                    self._iteration(state, k)
+                    with stage_span(f"evolve iteration {k}", {"secops.evolve.run": self.dir.name,
+                                                              "secops.evolve.iteration": k}):
+                        self._iteration(state, k)
                 state["status"] = "finished"
             except BaseException as exc:
                 state["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -209,6 +212,9 @@ class EvolvePipeline:
                 out.update(done=True, seconds=round(time.perf_counter() - t0, 2), finished_at=_now())
                 it["stages"][stage] = out
                 self.save_state(state)
+                record_finished_span(f"evolve {stage}", out["seconds"], {  # one span per stage, its counts
+                    "secops.evolve.iteration": k, **{f"secops.evolve.{key}": v for key, v in out.items()
+                                                     if isinstance(v, bool | int | float | str)}})
                 self.progress(f"iteration {k}: {stage} done in {out['seconds']:.1f}s")
             if stage == "pairs" and not out.get("train_pairs"):
                 it["status"] = "no_pairs"
@@ -304,12 +310,15 @@ class EvolvePipeline:
     def _stage_judge(self, ctx: dict[str, Any]) -> dict[str, Any]:
         it = ctx["it"]
         gen = self._judge_generator(it["start_model"])
-        judgments = judge_mod.judge(ctx["prompts"], ctx["candidates"], gen, self.config.judge, seed=it["seed"],
+        todo = judge_mod.to_judge(ctx["candidates"], {k: r["verdict"] for k, r in ctx["verdicts"].items()},
+                                  self.config.judge.verified_sample)
+        judgments = judge_mod.judge(ctx["prompts"], todo, gen, self.config.judge, seed=it["seed"],
                                     iteration=it["index"])
         ctx["judgments"] = judgments
         readable = sum(1 for j in judgments if j.score is not None)
         return {**self._write(ctx["work"], "judgments.jsonl", [j.to_dict() for j in judgments]),
-                "readable": readable, "readable_share": round(readable / len(judgments), 4) if judgments else 0.0,
+                "answers_judged": len(todo), "readable": readable,
+                "readable_share": round(readable / len(judgments), 4) if judgments else 0.0,
                 "judge": gen.name, "prompts_too_long": getattr(gen, "too_long", 0)}
 
     def _stage_verify(self, ctx: dict[str, Any]) -> dict[str, Any]:
