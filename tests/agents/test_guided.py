@@ -155,6 +155,7 @@ def test_a_tiny_model_drives_the_guided_workflow_with_valid_slot_answers(tiny_ll
     assert choices, "the model filled no slot"
     for c in choices:
         assert c["slot"] == "line" or c["choice"] in c["options"]
+        assert c["messages"][0]["role"] == "system" and json.loads(c["answer"])  # replayable as a training chat
     tools = [e["payload"]["toolCallName"] for e in events if e["type"] == "TOOL_CALL_START"]
     assert tools[0] == "run_scanner" and "propose_patch" in tools
     assert set(tools) <= {"run_scanner", "lookup_knowledge", "propose_patch"}
@@ -188,3 +189,18 @@ def test_the_free_planner_is_still_there_for_playbooks(tmp_path: Path, vulnerabl
         loop = make_loop(backend, default_registry(), ctx, EventLog("free"), AgentConfig(reflect=False))
         assert type(loop) is AgentLoop
         assert loop.run("fix").outcome == "succeeded"
+
+
+def test_the_scanner_follows_the_repositorys_languages_or_the_task(tmp_path: Path) -> None:
+    c_repo = tmp_path / "c"
+    c_repo.mkdir()
+    (c_repo / "main.c").write_text("#include <string.h>\nvoid f(char *d, char *s) { strcpy(d, s); }\n")
+    (c_repo / "escape").symlink_to("/usr/lib", target_is_directory=True)  # never walked into
+    with Sandbox() as sandbox:
+        copy = sandbox.working_copy(c_repo)
+        ctx = ToolContext(run_id="c", workspace=copy, original=c_repo, sandbox=sandbox)
+        loop = GuidedLoop(ScriptedBackend([]), default_registry(), ctx, EventLog("c"), AgentConfig())
+        loop.task = "Fix the findings"
+        assert loop._pick_scanner() == "flawfinder"
+        loop.task = "Fix the semgrep findings"
+        assert loop._pick_scanner() == "semgrep"

@@ -85,13 +85,15 @@ def test_start_watch_and_approve_a_run_from_the_browser(ui_server, vulnerable_re
             panel = page.locator("#approval-panel")
             expect(panel).to_be_visible(timeout=60_000)
             expect(page.locator("#approval-tool")).to_have_text("run_command")
+            expect(page.locator("#cancel")).to_be_visible()  # a live run can be cancelled
             expect(page.locator("#run-status")).to_have_text("waiting_approval")
             expect(page.locator(".tool", has_text="run_scanner")).to_contain_text("ok")
             page.screenshot(path=str(tmp_path / f"ui-approval-{transport}.png"), full_page=True)
 
             page.click("#approve")
             expect(panel).to_be_hidden(timeout=30_000)
-            expect(page.locator("#result")).to_contain_text("succeeded", timeout=90_000)
+            # The first verified fix of a server also loads the memory's embedding model before RUN_FINISHED.
+            expect(page.locator("#result")).to_contain_text("succeeded", timeout=240_000)
             expect(page.locator(".tool", has_text="propose_patch")).to_contain_text("verified")
             expect(page.locator("#runs li.active")).to_contain_text("succeeded", timeout=15_000)
             expect(page.locator("#result pre")).to_contain_text("+    return ast.literal_eval(expr)")

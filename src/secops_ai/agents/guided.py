@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -231,7 +232,8 @@ class GuidedLoop(AgentLoop):
             value = str(json.loads(reply.text).get("line", ""))
         except (json.JSONDecodeError, AttributeError):
             value = ""
-        self.log.custom(CHOICE, {"slot": "line", "options": [], "choice": value})
+        self.log.custom(CHOICE, {"slot": "line", "options": [], "choice": value, "answer": reply.text,
+                                 "schema": schema, "messages": messages})
         return value or old
 
     def _slot(self, slot: str, options: list[str], lines: list[str]) -> str:
@@ -255,7 +257,9 @@ class GuidedLoop(AgentLoop):
             log.info("run %s: slot %s answer %r is not an option; using 1", self.log.run_id, slot, reply.text)
             number = "1"
         choice = options[int(number) - 1]
-        self.log.custom(CHOICE, {"slot": slot, "options": options, "choice": choice})
+        # The prompt rides along so trajectories become training chats in the exact format asked here.
+        self.log.custom(CHOICE, {"slot": slot, "options": options, "choice": choice, "answer": reply.text,
+                                 "schema": schema, "messages": messages})
         return choice
 
     # ------------------------------------------------------------------------------------------ helpers
@@ -292,11 +296,16 @@ class GuidedLoop(AgentLoop):
 
     def _scanners_for_files(self) -> list[str]:
         found: list[str] = []
-        root = Path(self.ctx.workspace)
-        for path in sorted(root.rglob("*"))[:5000]:
-            scanner = _SCANNER_BY_SUFFIX.get(path.suffix)
-            if scanner and scanner not in found and not path.is_symlink():
-                found.append(scanner)
+        seen = 0
+        for _dirpath, dirnames, filenames in os.walk(self.ctx.workspace):  # never follows links
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                scanner = _SCANNER_BY_SUFFIX.get(os.path.splitext(name)[1])
+                if scanner and scanner not in found:
+                    found.append(scanner)
+            seen += len(filenames)
+            if seen > 20_000:  # enough to know the languages
+                break
         names = self._scanner_names()
         return [s for s in found if s in names] or [names[0] if names else "bandit"]
 
