@@ -74,10 +74,16 @@ def main() -> None:
     ap.add_argument("--benign", type=int, default=100, help="FRR prompts (every k-th of the 750)")
     ap.add_argument("--gen-tokens", type=int, default=64)
     ap.add_argument("--skip-model", action="store_true", help="Latency only (no generation before/after).")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
+    import os
+
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from secops_ai.config import get_settings
     from secops_ai.data.generators.refusals import REFUSAL_PAIRS
@@ -98,7 +104,9 @@ def main() -> None:
     harmful = [p["prompt"] for p in load_bundled("harmful_prompts.json")]
     benign_all = [p["prompt"] for p in load_benign()]
     benign = benign_all[:: max(1, len(benign_all) // args.benign)][: args.benign]
-    print(f"torch threads {torch.get_num_threads()}; policy {g.policy_label}; classifier {g.classifier_id}")
+    load = os.getloadavg()[0]
+    print(f"torch threads {torch.get_num_threads()}; load average {load:.1f} on {os.cpu_count()} CPUs; "
+          f"policy {g.policy_label}; classifier {g.classifier_id}")
 
     # -- 1. latency ------------------------------------------------------------------------------------
     answers = [p.answer for p in REFUSAL_PAIRS]
@@ -124,7 +132,8 @@ def main() -> None:
            "added_ms_p95": round(pct(total, 0.95), 2)}
     print(f"added latency per request: median {lat['added_ms_median']} ms (input {lat['input_ms_median']}, "
           f"output {lat['output_ms_median']}), p95 {lat['added_ms_p95']} ms over {len(requests)} requests")
-    result: dict = {"latency": lat, "policy": g.policy_label, "classifier": g.classifier_id}
+    result: dict = {"latency": lat, "policy": g.policy_label, "classifier": g.classifier_id,
+                    "torch_threads": torch.get_num_threads(), "load_average": round(load, 1)}
 
     if not args.skip_model:
         from secops_ai.inference.backend import GenerationParams, LocalBackend

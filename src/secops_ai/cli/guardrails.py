@@ -164,3 +164,63 @@ def validate_cmd(policy: str = typer.Argument(..., help="Policy file or name und
         console.print(f"  {name}: {profile_summary(prof) or 'off'}", highlight=False)
     for model, prof_name in p.models.items():
         console.print(f"  model {model} -> {prof_name}", highlight=False)
+
+
+@app.command("gate", help="Run the evaluation gate on a model twice, as is and with its guardrails on; record both "
+                          "verdicts in the registry (the model's own verdict is recorded last, so it still decides "
+                          "`models promote`). Exit code 0 when the guarded verdict passes, 1 otherwise.")
+def gate_cmd(
+    target: str = typer.Argument(..., help="'<provider>/<run-id>', 'production' or 'base'."),
+    policy: str = typer.Option("strict", "--policy", help="Guardrails policy (file or name in configs/guardrails/)."),
+    gate: str = typer.Option(None, "--gate", "-g", help="Gate config (default: default)."),
+    record: bool = typer.Option(True, "--record/--no-record", help="Record both verdicts and write the results."),
+) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.config.atomic import atomic_write_text
+    from secops_ai.evals.gate import GateConfigError, decide, load_gate
+    from secops_ai.evals.runner import BASE, EvalsError, evaluate_model, make_backend, resolve_target, run_gate
+    from secops_ai.guardrails import GuardedBackend, Guardrails, PolicyError
+
+    settings = get_settings()
+    try:
+        config, _ = load_gate(gate)
+        t = resolve_target(settings, target)
+        g = Guardrails.from_env(policy, settings.workspace.models, embedding_model=settings.embedding_model)
+    except (EvalsError, GateConfigError, PolicyError) as exc:
+        _fail(str(exc))
+    g.load()
+    ok, detail = g.status()
+    if not ok:
+        _fail(detail)
+    names = [t.name, "base" if t.kind == BASE else None]
+    if t.kind != BASE:
+        from secops_ai.registry import Registry
+
+        names.append("production" if Registry(settings).production() == t.name else None)
+    guard = g.for_model(names)
+    with console.status(f"{t.name} with guardrails ({guard.profile.name})…"):
+        backend = GuardedBackend(make_backend(settings, t), guard)
+        guarded = evaluate_model(backend, config, f"{t.name}+guardrails:{guard.profile.name}")
+    verdict = decide(config, guarded.suites)
+    summary = {**verdict.summary(), "message": f"with guardrails {g.policy_label} ({guard.profile.name}): "
+               f"{verdict.message}", "guardrails": {"policy": g.policy_label, "profile": guard.profile.name,
+                                                    "classifier": g.classifier_id}}
+    if record:
+        atomic_write_text(t.out_dir / "evals-guardrails.json", json.dumps(
+            {"target": t.name, "summary": summary, "candidate": guarded.model_dump(mode="json"),
+             "decisions": backend.verdicts}, indent=1))
+        if t.kind != BASE:
+            from secops_ai.registry import Registry
+
+            Registry(settings).record_gate_result(t.name, verdict.passed, summary)
+    with console.status(f"{t.name} as is…"):
+        raw = run_gate(settings, target, gate, record=record)  # recorded last: the model's own verdict decides
+    table = Table("suite", "metric", "as is", "with guardrails")
+    for suite, result in guarded.suites.items():
+        for metric, value in result.metrics.items():
+            before = raw.candidate.suites[suite].metrics.get(metric)
+            table.add_row(suite, metric, "-" if before is None else f"{before:.3f}", f"{value:.3f}")
+    console.print(table)
+    console.print(f"as is: {raw.verdict.message}", highlight=False)
+    console.print(summary["message"], highlight=False)
+    raise typer.Exit(0 if verdict.passed else 1)
