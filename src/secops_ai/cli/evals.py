@@ -60,10 +60,16 @@ def run(
     record: bool = typer.Option(True, "--record/--no-record", help="Write evals.json, the model card section and "
                                                                   "the registry verdict."),
     as_json: bool = typer.Option(False, "--json", help="Print the verdict as JSON instead of the report."),
+    self_correct: str = typer.Option("off", "--self-correct", help="Also score the model with self-correction on "
+                                     "(intrinsic | verified), written to evals-<mode>.json; the plain run decides."),
 ) -> None:
     from secops_ai.config import get_settings
     from secops_ai.evals.gate import GateConfigError
     from secops_ai.evals.runner import EvalsError, run_gate
+
+    if self_correct not in ("off", "intrinsic", "verified"):
+        _fail(f"--self-correct must be off, intrinsic or verified; got {self_correct!r}")
+    corrected = None
 
     with gate_progress() as progress:
         tasks: dict[str, int] = {}
@@ -76,8 +82,18 @@ def run(
         try:
             report = run_gate(get_settings(), target, gate, endpoint=endpoint, api_key=api_key, compare_base=base,
                               reuse=cache, record=record, progress=on_progress)
+            if self_correct != "off":  # docs/self_correction.md
+                from secops_ai.alignment.selfcorrect.gate import evaluate_self_corrected
+
+                corrected = evaluate_self_corrected(get_settings(), target, self_correct, gate, endpoint=endpoint,
+                                                    api_key=api_key, progress=on_progress, record=record)
         except (EvalsError, GateConfigError, FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
+    if corrected is not None:
+        for suite, metrics in corrected.metrics().items():
+            plain = report.candidate.metrics().get(suite, {})
+            err.print(f"{suite} with self-correction {self_correct}: " + ", ".join(
+                f"{k} {plain.get(k, float('nan')):.3f} -> {v:.3f}" for k, v in metrics.items()))
     if as_json:
         console.print_json(json.dumps(report.verdict.model_dump() | {"message": report.verdict.message}))
     else:
