@@ -103,7 +103,7 @@ def start_run(body: RunRequest, request: Request) -> RunSummary:
         raise APIError(429, str(exc), code="agent_queue_full", headers={"Retry-After": "10"}) from None
     except ValueError as exc:
         field, _, _ = str(exc).partition(":")
-        raise APIError(400, str(exc), param=field if field in RunRequest.model_fields else None) from None
+        raise APIError(400, str(exc), param=field if field.split(".")[0] in RunRequest.model_fields else None) from None
     return handle.summary()
 
 
