@@ -254,3 +254,15 @@ def test_queued_api_runs_are_bounded(agent_client, repo, wait_for) -> None:
     assert refused.headers["retry-after"] == "10"
     assert len(agent_client.get("/agents/runs").json()["data"]) == 2
     agent_client.post(f"/agents/runs/{busy}/cancel")
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"seed": 2**70}, "seed"),  # seeds past 2**64 once hung the engine
+    ({"seed": -1}, "seed"),
+    ({"budget": {"tokens_per_call": 10**9}}, "budget.tokens_per_call"),  # no more than a /v1 request may ask
+])
+def test_generation_settings_are_bounded_at_the_boundary(agent_client, repo, extra, param) -> None:
+    resp = agent_client.post("/agents/runs", json={**_body(str(repo)), "model": None, "script": None, **extra})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param
+    _nothing_created(agent_client)

@@ -68,7 +68,7 @@ class RunRequest(BaseModel):
     approval_timeout_s: float | None = Field(default=None, gt=0, description="Refuse if nobody decides in time.")
     reflect: bool = True
     temperature: float = Field(default=0.0, ge=0, le=2)
-    seed: int | None = 0
+    seed: int | None = Field(default=0, ge=0, le=2**63 - 1, description="Sampling seed (0..2**63-1).")
     mode: Literal["auto", "guided", "free"] = Field(
         default="auto", description="'guided' (small models fill slots of a scan-fix workflow), 'free' (the model "
         "plans), 'auto' (guided for local models under 2B parameters).")
@@ -213,6 +213,9 @@ class RunManager:
         """
         if request.model == SCRIPTED and request.script is None:
             raise ValueError("script: a 'scripted' run needs a playbook (plan, actions)")
+        if not operator and request.budget.tokens_per_call > self.settings.max_new_tokens:
+            raise ValueError(f"budget.tokens_per_call: at most {self.settings.max_new_tokens} (SECOPS_MAX_NEW_TOKENS), "
+                             f"not {request.budget.tokens_per_call}")
         folder = resolve_workspace(self.settings, request.workspace, operator=operator)
         policy = effective_approval(self.settings, request.approval, operator=operator)
         self._check_size(request.workspace, folder)
