@@ -92,8 +92,9 @@ def test_config_path_reads_only_config_folders(workspace: Workspace, sft_dataset
         assert "SECRET" not in resp.text and "aws_secret" not in resp.text and "root:" not in resp.text
     # a config inside $SECOPS_HOME/configs/ is read, and its own errors are reported with its keys
     (configs / "bad.yaml").write_text(f"dataset: {sft_dataset}\nlora_rnak: 4\n")
-    resp = client.post("/training/runs", json={"config_path": "bad.yaml"})
-    assert resp.status_code == 400 and "lora_rnak" in resp.json()["error"]["message"]
+    for path in ("bad.yaml", "configs/bad.yaml", str(configs / "bad.yaml")):
+        resp = client.post("/training/runs", json={"config_path": path})
+        assert resp.status_code == 400 and "lora_rnak" in resp.json()["error"]["message"], (path, resp.text)
 
 
 def test_broken_status_files_never_fail_the_listing(workspace: Workspace, client_for, tmp_path) -> None:

@@ -20,10 +20,13 @@ def is_inside(path: Path | str, root: Path | str) -> bool:
 
 
 def resolve_inside(path: Path | str, roots: list[Path] | tuple[Path, ...]) -> Path | None:
-    """The resolved ``path`` if it exists under one of ``roots`` (a relative path is tried under each root)."""
-    p = Path(path).expanduser()
+    """The resolved ``path`` if it exists under one of ``roots``. A relative path is tried under each root
+    and under the root's parent (so ``configs/x.yaml`` names ``<project>/configs/x.yaml``), and must still
+    land inside that root once links are resolved."""
+    p = Path(path)
     for root in roots:
-        candidate = p if p.is_absolute() else Path(root) / p
-        if is_inside(candidate, root):
-            return candidate.resolve()
+        for base in (Path(root), Path(root).parent):
+            candidate = p if p.is_absolute() else base / p
+            if is_inside(candidate, root):
+                return candidate.resolve()
     return None
