@@ -169,3 +169,22 @@ def test_invalid_policy_stops_start_up_naming_the_line(tmp_path: Path, tiny_llam
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert f"{policy}:8: profile 'strict': unknown category 'secretz'" in out.stdout + out.stderr
+
+
+def test_legacy_completions_are_screened_too(guarded_server: ServerProcess) -> None:
+    url = f"{guarded_server.base_url}/v1/completions"
+    r = httpx.post(url, timeout=120, json={"model": MODEL, "prompt": ["Hello", HARMFUL], "max_tokens": 4})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "content_policy_violation" and err["param"] == "prompt" and "prompt 1" in err["message"]
+    r = httpx.post(url, timeout=120, json={"model": MODEL, "prompt": BENIGN, "max_tokens": 4})
+    assert r.status_code == 200 and r.json()["secops"]["guardrails"]["input"]["decision"] == "answer"
+    with httpx.stream("POST", url, timeout=120,
+                      json={"model": MODEL, "prompt": BENIGN, "max_tokens": 4, "stream": True}) as s:
+        lines = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    last = [json.loads(x) for x in lines[:-1] if json.loads(x)["choices"][0]["finish_reason"]][-1]
+    assert "guardrails" in last["secops"]
+    # the base alias is off: served as is
+    r = httpx.post(url, timeout=120, json={"model": "base", "prompt": HARMFUL, "max_tokens": 2})
+    assert r.status_code == 200 and "secops" not in r.json()

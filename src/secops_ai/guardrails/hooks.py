@@ -35,7 +35,9 @@ EXTENSION = "guardrails"  # response["secops"][EXTENSION]
 def install(serving: OpenAIServing, guardrails: Guardrails,
             production: Callable[[], str | None] | None = None) -> None:
     """Register the guardrails hooks (the input screen first, the output screens last)."""
-    hooks = _Hooks(guardrails, production or (lambda: None))
+    if production is not None:
+        guardrails.production = production
+    hooks = _Hooks(guardrails)
     serving.chat_hooks.before.insert(0, hooks.before_chat)
     serving.chat_hooks.after.append(hooks.after_chat)
     serving.chat_hooks.stream.append(hooks.stream_chat)
@@ -48,9 +50,8 @@ def _extend(obj: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Hooks:
-    def __init__(self, guardrails: Guardrails, production: Callable[[], str | None]) -> None:
+    def __init__(self, guardrails: Guardrails) -> None:
         self.g = guardrails
-        self._production = production
         self._prod_cache: tuple[float, str | None] = (0.0, None)
 
     def production(self) -> str | None:
@@ -58,7 +59,7 @@ class _Hooks:
         at, name = self._prod_cache
         if time.monotonic() - at > 5:
             try:
-                name = self._production()
+                name = self.g.production()
             except Exception:
                 name = None
             self._prod_cache = (time.monotonic(), name)
@@ -179,3 +180,84 @@ async def _screened_stream(chunks: AsyncIterator[dict[str, Any]], guard: ModelGu
             yield {**head, "choices": [{**c, "delta": delta}]}
         if sum(st.stopped for st in streams.values()) == n:
             return  # every choice was stopped: leaving ends generation (the rows are cancelled)
+
+
+# -- /v1/completions (no hook point in the serving layer: the route calls this instead) ----------------------
+async def guarded_completions(serving: OpenAIServing, guardrails: Guardrails, body: Any, disconnected: Any) -> Any:
+    """``serving.completions`` with the model's guardrails: a refused prompt is a 400
+    ``content_policy_violation`` (the legacy endpoint has no message to put a refusal in), answers go through
+    the output checks (``block``: text replaced, ``finish_reason: "content_filter"``, logprobs dropped)."""
+    hooks = _Hooks(guardrails)
+    service = serving.service
+    try:
+        adapter = await asyncio.to_thread(service.resolve, body.model)
+    except Exception as exc:
+        raise translate(exc) from exc
+    guard = guardrails.for_model(hooks.names(body.model, adapter, service.public_id(adapter)))
+    if not guard.enabled:
+        return await serving.completions(body, disconnected)
+    prompts = [p if isinstance(p, str) else service.tokenizer.decode(p) for p in body.prompts]
+    try:
+        verdicts = [await asyncio.to_thread(guard.screen_prompt, p) for p in prompts]
+    except GuardrailsUnavailable as exc:
+        raise OpenAIError(503, f"Guardrails are not ready, so requests are not served unscreened: {exc}",
+                          code="guardrails_unavailable", headers={"Retry-After": "5"}) from exc
+    refused = [i for i, v in enumerate(verdicts) if v.decision == "refuse"]
+    if refused:
+        v = verdicts[refused[0]]
+        raise OpenAIError(400, f"prompt {refused[0]} was refused by this server's guardrails "
+                               f"({'; '.join(v.reasons)}). {v.refusal}", param="prompt",
+                          code="content_policy_violation")
+    verdict = verdicts[0]
+    result = await serving.completions(body, disconnected)
+    if isinstance(result, dict):
+        outputs = []
+        for choice in result.get("choices", []):
+            out = await asyncio.to_thread(guard.screen_output, choice.get("text") or "")
+            outputs.append(out)
+            choice["text"] = out.text
+            if out.action in ("block", "redact"):
+                choice["logprobs"] = None  # the tokens would show what was removed
+            if out.blocked:
+                choice["finish_reason"] = "content_filter"
+        return _extend(result, guard.report(verdict, outputs))
+    return _screened_text_sse(result, guard, verdict)
+
+
+async def _screened_text_sse(payloads: AsyncIterator[str], guard: ModelGuard,
+                             verdict: InputVerdict) -> AsyncIterator[str]:
+    """The output checks on a completions SSE stream (JSON payload strings, then ``[DONE]``)."""
+    import json
+
+    streams: dict[int, Any] = {}
+    stopped: set[int] = set()
+    async for payload in payloads:
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            yield payload  # "[DONE]"
+            continue
+        if not isinstance(chunk, dict) or not chunk.get("choices"):
+            yield payload
+            continue
+        out_choices = []
+        for c in chunk["choices"]:
+            i = c.get("index", 0)
+            if i in stopped:
+                continue
+            s = streams.setdefault(i, guard.stream())
+            text = s.feed(c.get("text") or "")
+            if s.stopped:
+                stopped.add(i)
+                _, out = s.close()
+                out_choices.append({**c, "text": "", "finish_reason": "content_filter"})
+                chunk = _extend(chunk, guard.report(verdict, [out]))
+                continue
+            if c.get("finish_reason"):
+                tail, out = s.close()
+                text += tail
+                c = {**c, "finish_reason": "content_filter" if out.blocked else c["finish_reason"]}
+                chunk = _extend(chunk, guard.report(verdict, [out]))
+            out_choices.append({**c, "text": text})
+        if out_choices:
+            yield json.dumps({**chunk, "choices": out_choices}, separators=(",", ":"), ensure_ascii=False)

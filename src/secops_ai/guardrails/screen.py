@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -321,6 +322,7 @@ class Guardrails:
         self.classifier: IntentClassifier | None = None
         self.load_error: str | None = None
         self.loaded = threading.Event()
+        self.production: Callable[[], str | None] = lambda: None  # the registry's production adapter (the app's)
         key = os.environ.get(OBFUSCATION_KEY_ENV, "").strip()
         self.private_keys: tuple[str, ...] = (key,) if key else ()
         if policy is None or not policy.needs_classifier:

@@ -67,6 +67,11 @@ async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any
 async def completions(request: Request, body: CompletionRequest) -> Any:
     if request.app.state.remote:
         return await request.app.state.remote.forward(request, "/completions")
+    if getattr(request.app.state, "guardrails", None) is not None:  # SECOPS_GUARDRAILS_POLICY (no hook point here)
+        from secops_ai.guardrails.hooks import guarded_completions
+
+        return _reply(await guarded_completions(_serving(request), request.app.state.guardrails, body,
+                                                _gone(request)))
     return _reply(await _serving(request).completions(body, _gone(request)))
 
 
