@@ -59,3 +59,38 @@ class BodySizeLimit:
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class DisconnectWatch:
+    """Outermost ASGI middleware: one task reads the server's ``receive`` for the whole request and hands the
+    messages on, so a client that leaves is seen at once (``scope["secops.disconnected"]``, an asyncio.Event)
+    even by a non-streaming endpoint still computing its answer. Starlette's ``is_disconnected()`` cannot see
+    it through ``BaseHTTPMiddleware``; this lets the serving layer drop an abandoned request's rows.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import asyncio
+
+        gone = asyncio.Event()
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+
+        async def pump() -> None:
+            while True:
+                message = await receive()
+                await inbox.put(message)
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        scope["secops.disconnected"] = gone
+        task = asyncio.create_task(pump())
+        try:
+            await self.app(scope, inbox.get, send)
+        finally:
+            task.cancel()

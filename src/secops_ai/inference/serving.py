@@ -16,8 +16,8 @@ post-process its answer. Register hooks when the app is built (``app.state.servi
   raise :class:`~secops_ai.inference.protocol.OpenAIError` (e.g. 400 ``content_policy``) to refuse,
   replace ``ctx.body`` (a ``ChatCompletionRequest``; ``body.secops`` holds the ``extra_body={"secops":
   {...}}`` extension, ``body.model`` may carry a ``+intrinsic`` suffix to strip), or set ``ctx.response``
-  to a complete ``chat.completion`` body (a canned refusal): generation is then skipped and, for
-  ``stream=true``, that body is sent as chunks.
+  to a complete ``chat.completion`` body (a canned refusal): generation and the ``after`` hooks are then
+  skipped and, for ``stream=true``, that body is sent as chunks (through the ``stream`` hooks).
 * ``after``: ``async def hook(ctx, response: dict) -> dict`` for non-streamed answers: gets the
   ``chat.completion`` body and returns it (possibly changed: redacted content, an extension field).
 * ``stream``: ``def hook(ctx, chunks: AsyncIterator[dict]) -> AsyncIterator[dict]`` wraps the stream of
@@ -31,6 +31,7 @@ only in local mode: with ``SECOPS_LLM_BASE_URL`` the routes forward requests unc
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -51,6 +52,8 @@ from secops_ai.inference.service import (
     UnknownModelError,
 )
 from secops_ai.observability import tracing
+
+log = logging.getLogger(__name__)
 
 Disconnected = Callable[[], Awaitable[bool]]
 Result = dict[str, Any] | AsyncIterator[str]  # a JSON body, or SSE data payloads
@@ -119,7 +122,8 @@ class OpenAIServing:
             raise translate(exc) from exc
         return {"object": "list", "data": [
             {"id": e.id, "object": "model", "created": e.created, "owned_by": "secops-ai",
-             "kind": e.kind, "parent": e.parent} for e in entries]}
+             "kind": e.kind, "parent": e.parent} | ({"resolves_to": e.parent} if e.kind == "alias" else {})
+            for e in entries]}
 
     # -- chat -------------------------------------------------------------------------------------
     async def chat(self, body: ChatCompletionRequest, disconnected: Disconnected | None = None) -> Result:
@@ -134,10 +138,10 @@ class OpenAIServing:
         params = [self._params(body, body.token_limit, i) for i in range(body.n)]
         run = self._start(adapter, [(ids, p) for p in params], prompt_tokens=len(ids),
                           id_prefix="chatcmpl", kind="chat.completion")
-        if body.stream:
         tracing.record_content(run.span, messages=messages)  # only with the content opt-in
         if run.span is not None:
             run.span.set_attribute("gen_ai.request.stream", body.stream)
+        if body.stream:
             chunks = run.chat_chunks()
             for hook in self.chat_hooks.stream:
                 chunks = hook(ctx, chunks)
@@ -213,8 +217,8 @@ class OpenAIServing:
                             "finish_reason": finishes[i], "logprobs": {
                                 "tokens": tokens, "token_logprobs": [scored[k][0] for k in positions],
                                 "top_logprobs": [scored[k][1] or None for k in positions], "text_offset": offsets}})
-        return {**run.head, "choices": choices, "usage": run.usage()}
         run.end_trace()  # max_tokens=0 runs no rows, so nothing else closes the span
+        return {**run.head, "choices": choices, "usage": run.usage()}
 
     # -- shared -----------------------------------------------------------------------------------
     async def _prepare(self, model: str | None, encode: Callable[[], Any]) -> tuple[str | None, Any]:
@@ -278,7 +282,6 @@ class _Run:
         self.chunk_head = {**self.head, "object": f"{kind}.chunk" if kind == "chat.completion" else kind}
         self._on_ttft = on_ttft
         self._first = True
-
         self.span: Any = None
         self._finishes: list[str] = []
         self._text = ""  # choice 0's text, kept only when content capture is on
@@ -308,6 +311,7 @@ class _Run:
         if error:
             tracing.mark_error(span, "generation_failed", error)
         span.end()
+
     def usage(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
@@ -317,11 +321,11 @@ class _Run:
 
     async def events(self) -> AsyncIterator[tuple[int, str, Any]]:
         if self.sub is None:
-            return
             self.end_trace()
-        try:
+            return
         error = None
         capture = self.span is not None and self.span.is_recording() and tracing.capture_content()
+        try:
             async for i, kind, payload in self.sub:
                 if kind == "delta" and self._first:
                     self._first = False
@@ -332,14 +336,14 @@ class _Run:
                 if kind == "done":
                     self.completion_tokens += payload["completion_tokens"]
                     self.token_ids[i] = (payload["token_ids"], payload.get("eos_token"))
-                yield i, kind, payload
                     self._finishes.append(_finish(payload))
                 elif kind == "error":
                     error = str(payload)
+                yield i, kind, payload
         finally:  # a client that left frees its rows at the next decode step
             self.sub.cancel()
-
             self.end_trace(error)
+
     async def collect(self, disconnected: Disconnected | None) -> tuple[list[str], list[str]]:
         """Every row's text and finish reason; rows are dropped as soon as the client disconnects."""
         n = len(self.token_ids)
@@ -362,6 +366,7 @@ class _Run:
         while True:
             await asyncio.sleep(0.25)
             if await disconnected():
+                log.info("client left: dropping %d rows of %s", len(self.token_ids), self.head["id"])
                 if self.sub is not None:
                     self.sub.cancel()
                 return
