@@ -1,6 +1,10 @@
 """Training benchmark: our SFT/DPO recipes vs TRL's defaults, same model, same LoRA config, same run.
 
-    .venv/bin/python bench/training.py [--examples 192] [--dpo-steps 6]
+    .venv/bin/python bench/training.py [--examples 192] [--dpo-steps 6] [--device cpu|cuda|auto]
+                                       [--model <base-model folder>]
+
+Without ``--model`` a random 4-layer Llama is built; a folder with random-init weights of a real shape (e.g.
+SmolLM2-1.7B's) stands in on a GPU box. Every variant runs on the same ``--device``.
 
 * SFT: non-pad tokens per second over one epoch of a length-skewed chat set (most answers short, a few very
   long). Ours packs examples best-fit into cutoff_len rows, padding-free; TRL's SFTTrainer defaults pad
@@ -81,7 +85,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int) -> dict:
+def worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int, device: str = "cpu") -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -91,6 +95,7 @@ def worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int) -> 
     from secops_ai.training.recipes import build_dpo, build_sft, lora_config
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cuda = device.startswith("cuda")
     records = list(DatasetStore(Workspace(root / "home")).get(dataset).iter_records())
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
@@ -101,19 +106,19 @@ def worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int) -> 
                                       num_train_epochs=1, max_steps=-1 if stage == "sft" else steps, seed=0,
                                       save_steps=10_000, **LORA))
     if kind == "sft-ours":
-        trainer = build_sft(config, model, tok, records, out, dataset_ref=dataset, cuda=False, distributed=False,
+        trainer = build_sft(config, model, tok, records, out, dataset_ref=dataset, cuda=cuda, distributed=False,
                             callbacks=[])
     elif kind == "sft-trl":
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(output_dir=str(out), per_device_train_batch_size=8, learning_rate=1e-4, num_train_epochs=1,
-                         max_length=512, report_to="none", disable_tqdm=True, use_cpu=True, save_strategy="no",
+                         max_length=512, report_to="none", disable_tqdm=True, use_cpu=not cuda, save_strategy="no",
                          include_num_input_tokens_seen="non_padding", logging_steps=1000, seed=0)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok,
                              peft_config=lora_config(config))
     elif kind == "dpo-ours":
-        trainer = build_dpo(config, model, tok, records, out, dataset_ref=dataset, cuda=False, distributed=False,
+        trainer = build_dpo(config, model, tok, records, out, dataset_ref=dataset, cuda=cuda, distributed=False,
                             callbacks=[])
     elif kind == "dpo-trl":
         from datasets import Dataset
@@ -124,7 +129,7 @@ def worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int) -> 
 
         ref = AutoModelForCausalLM.from_pretrained(str(model_dir))  # the usual explicit reference copy
         args = DPOConfig(output_dir=str(out), per_device_train_batch_size=4, learning_rate=1e-4, max_steps=steps,
-                         max_length=512, report_to="none", disable_tqdm=True, use_cpu=True, save_strategy="no",
+                         max_length=512, report_to="none", disable_tqdm=True, use_cpu=not cuda, save_strategy="no",
                          logging_steps=1000, seed=0)
         data = Dataset.from_list([to_preference(r, where="bench") for r in records])
         trainer = DPOTrainer(model=get_peft_model(model, lora_config(config)), ref_model=ref, args=args,
@@ -138,9 +143,9 @@ def worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int) -> 
             "tokens": trainer.state.num_input_tokens_seen, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int) -> dict:
+def run_worker(kind: str, root: Path, model_dir: Path, dataset: str, steps: int, device: str = "cpu") -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--root", str(root), "--model", str(model_dir),
-           "--dataset", dataset, "--dpo-steps", str(steps)]
+           "--dataset", dataset, "--dpo-steps", str(steps), "--device", device]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{proc.stderr[-4000:]}")
@@ -153,22 +158,30 @@ def main() -> None:
     parser.add_argument("--dpo-steps", type=int, default=6)
     parser.add_argument("--worker")
     parser.add_argument("--root")
-    parser.add_argument("--model")
+    parser.add_argument("--model", help="a base-model folder (default: a random 4-layer Llama built here)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="where every variant trains (auto: cuda when available)")
     parser.add_argument("--dataset")
     args = parser.parse_args()
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.worker:
-        print(json.dumps(worker(args.worker, Path(args.root), Path(args.model), args.dataset, args.dpo_steps)))
+        print(json.dumps(worker(args.worker, Path(args.root), Path(args.model), args.dataset, args.dpo_steps,
+                                args.device)))
         return
 
     root = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    model_dir = make_model(root)
+    model_dir = Path(args.model).resolve() if args.model else make_model(root)
     sft_ref, dpo_ref = make_data(root, args.examples)
-    print(f"model: random Llama 4x256 (SmolLM2 tokenizer); LoRA r=8 on q,k,v,o; {args.examples} skewed chats; "
+    described = model_dir.name if args.model else "random Llama 4x256 (SmolLM2 tokenizer)"
+    print(f"model: {described}; LoRA r=8 on q,k,v,o; {args.examples} skewed chats; device {args.device}; "
           f"cpu threads={os.cpu_count()}")
-    sft_ours = run_worker("sft-ours", root, model_dir, sft_ref, 0)
-    sft_trl = run_worker("sft-trl", root, model_dir, sft_ref, 0)
-    dpo_ours = run_worker("dpo-ours", root, model_dir, dpo_ref, args.dpo_steps)
-    dpo_trl = run_worker("dpo-trl", root, model_dir, dpo_ref, args.dpo_steps)
+    sft_ours = run_worker("sft-ours", root, model_dir, sft_ref, 0, args.device)
+    sft_trl = run_worker("sft-trl", root, model_dir, sft_ref, 0, args.device)
+    dpo_ours = run_worker("dpo-ours", root, model_dir, dpo_ref, args.dpo_steps, args.device)
+    dpo_trl = run_worker("dpo-trl", root, model_dir, dpo_ref, args.dpo_steps, args.device)
 
     tps_ours = sft_ours["tokens"] / sft_ours["seconds"]
     tps_trl = sft_trl["tokens"] / sft_trl["seconds"]

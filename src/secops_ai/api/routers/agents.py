@@ -52,9 +52,8 @@ def _backend_factory(app: Any):
             while not service.ready.wait(0.5) and service.load_error is None:
                 pass
         served = getattr(service, "model", None) if service is not None and hasattr(service, "backend") else None
-        # Constrained decoding calls generate() on the model itself, beside the service's engine: safe for a
-        # plain model, not for a peft model whose active adapter the engine switches per batch.
-        if served is not None and not hasattr(served, "peft_config"):
+        # Agents (constrained decoding included) submit to the server's own engine: one decode path, one copy.
+        if served is not None:
             return service.backend(model)
         with lock:  # no served model (e.g. load_model=False): load once per name and keep it
             if model not in cache:
