@@ -50,7 +50,11 @@ SCRIPTED = "scripted"
 class RunRequest(BaseModel):
     """What starts a run (the body of ``POST /agents/runs``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"task": "fix the bandit findings", "workspace": "repo", "approval": "deny", "budget": {"max_steps": 3},
+         "script": {"plan": ["Scan with bandit"], "actions": [{"thought": "Scan first.", "tool": "run_scanner",
+                                                                "args": {"scanner": "bandit"}}]}},
+    ]})
 
     task: str = Field(min_length=1, max_length=4000, description="What the agent should do.")
     workspace: str = Field(min_length=1, max_length=4096,

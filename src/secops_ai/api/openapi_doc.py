@@ -50,8 +50,19 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS.get(code, "Error")} for code in codes}
 
 
+# One SSE event of an agent run (OpenAPI < 3.2: ``schema`` of an event-stream describes each event).
+_AGENT_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "description": "The event's seq (resume with Last-Event-ID)."},
+        "event": {"type": "string", "description": "The event type (RUN_STARTED, TOOL_CALL_RESULT, ...)."},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"type": "object", "required": ["run_id", "seq", "ts", "type", "payload"]}},
+    },
+}
 SSE_200 = {200: {"description": "A Server-Sent Events stream (one `id`/`event`/`data` frame per event)",
-                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+                 "content": {"text/event-stream": {"schema": _AGENT_EVENT}}}}
 
 _REF = "#/components/schemas/ErrorResponse"
 
@@ -119,9 +130,27 @@ def fix_schema(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
                     content = spec.setdefault("content", {}).setdefault("application/json", {})
                     if not content.get("schema"):
                         content["schema"] = {"$ref": _REF}
+    _link_created_runs(schema)
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     return schema
+
+
+def _link_created_runs(schema: dict[str, Any]) -> None:
+    """OpenAPI links from a created agent run to the routes that take its ``run_id`` (clients and fuzzers
+    such as schemathesis' stateful phase follow them)."""
+    paths = schema.get("paths", {})
+    created = paths.get("/agents/runs", {}).get("post", {}).get("responses", {}).get("201")
+    if created is None:
+        return
+    links = {}
+    for path, method in (("/agents/runs/{run_id}", "get"), ("/agents/runs/{run_id}/events", "get"),
+                         ("/agents/runs/{run_id}/approve", "post"), ("/agents/runs/{run_id}/cancel", "post")):
+        op_id = paths.get(path, {}).get(method, {}).get("operationId")
+        if op_id:
+            links[op_id] = {"operationId": op_id, "parameters": {"run_id": "$response.body#/run_id"}}
+    if links:
+        created["links"] = links
 
 
 def install_openapi(app: FastAPI) -> None:
