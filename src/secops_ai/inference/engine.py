@@ -107,7 +107,7 @@ class BatchEngine:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread:
+        if self._thread and self._thread is not threading.current_thread():  # a finalizer may run on it
             self._thread.join(timeout=30)
 
     @property
