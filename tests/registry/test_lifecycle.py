@@ -127,3 +127,22 @@ def test_symlinked_runs_are_never_registered(workspace: Workspace, add_run, tmp_
         reg.get("builtin/planted")
     with pytest.raises(RegistryError, match="symlink"):
         reg.register(workspace.models / "builtin" / "planted")
+
+
+def test_v1_models_lists_the_aliases_and_what_they_resolve_to(workspace: Workspace, add_run, tiny_llama_dir: Path,
+                                                              start_server) -> None:
+    """Issue 15.3: /v1/models lists `default` and `production` with the model each one resolves to."""
+    import httpx
+
+    a = add_run("run-a")
+    reg = registry(workspace)
+    reg.promote(a, force=True, reason="alias test")
+    server = start_server({"SECOPS_HOME": str(workspace.root), "SECOPS_BASE_MODEL": str(tiny_llama_dir)},
+                          timeout=600)
+    models = {m["id"]: m for m in httpx.get(f"{server.base_url}/v1/models", timeout=60).json()["data"]}
+    base = next(m["id"] for m in models.values() if m["kind"] == "base")
+    assert models["default"]["kind"] == "alias" and models["default"]["resolves_to"] == base  # no SECOPS_ADAPTER
+    assert models["production"]["resolves_to"] == a and a in models
+    reply = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=120, json={
+        "model": "production", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 200 and reply.json()["model"] == a  # what the listing promised

@@ -207,6 +207,14 @@ class ModelService:
         for info in discover_adapters(self.settings.workspace):
             if info.name in self._adapter_keys or self._try_load(info):
                 entries.append(ModelEntry(info.name, "adapter", int(info.path.stat().st_mtime), self.base_id))
+        # aliases a request may name, with what each resolves to right now (kind "alias", parent = target)
+        served = {e.id: e for e in entries}
+        target = self.public_id(self.default_adapter)
+        entries.append(ModelEntry(DEFAULT_ALIAS, "alias", served[target].created if target in served else created,
+                                  target))
+        prod = self._safe_production()
+        if prod in served:
+            entries.append(ModelEntry("production", "alias", served[prod].created, prod))
         return entries
 
     def _try_load(self, info: AdapterInfo) -> bool:
