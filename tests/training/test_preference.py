@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from secops_ai.config import Settings, Workspace
 from secops_ai.registry import Registry
 from secops_ai.training import train
@@ -60,3 +62,25 @@ def test_string_preferences_become_chat_turns() -> None:
     row = ds[0]
     assert row["prompt"] == [{"role": "user", "content": "Q"}]
     assert row["chosen"] == [{"role": "assistant", "content": "good"}]
+
+
+def test_dpo_after_sft_continues_the_sft_adapter_and_uses_it_as_reference(
+        workspace: Workspace, sft_dataset: str, dpo_dataset: str, tiny_config) -> None:
+    """The recipe's DPO step starts from the SFT adapter: at step 1 the policy *is* the reference, so the DPO
+    loss is exactly ln 2 and the rewards are 0 (with the base as reference, the SFT adapter's shift would show),
+    and the finished adapter holds only the trained weights (no TRL 'ref' copy)."""
+    import math
+
+    from safetensors.torch import load_file
+
+    settings = Settings(home=workspace.root)
+    sft = train(tiny_config(sft_dataset, max_steps=6), settings, progress=False)
+    dpo = train(tiny_config(dpo_dataset, stage="dpo", max_steps=2, adapter_name_or_path=str(sft.run_dir)),
+                settings, progress=False)
+    rows = [json.loads(line) for line in (dpo.run_dir / "metrics.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if "loss" in r)
+    assert first["loss"] == pytest.approx(math.log(2), abs=1e-4) and abs(first["rewards/margins"]) < 1e-4
+    # the adapter was continued: same LoRA tensors as the SFT one (names and shapes), different values
+    a, b = load_file(sft.run_dir / "adapter_model.safetensors"), load_file(dpo.run_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and any(not (a[k] == b[k]).all() for k in a)
+    assert not (dpo.run_dir / "ref").exists()
