@@ -43,6 +43,18 @@ def install(serving: OpenAIServing, guardrails: Guardrails,
     serving.chat_hooks.stream.append(hooks.stream_chat)
 
 
+def _trace(stage: str, report: dict[str, Any]) -> None:
+    """A span event on the request's span (a no-op while tracing is off)."""
+    from secops_ai.observability.tracing import add_event
+
+    inp = report.get("input") or {}
+    actions = sorted({o["action"] for o in report.get("output") or []})
+    add_event(f"secops.guardrails.{stage}", {
+        "secops.guardrails.decision": report["decision"], "secops.guardrails.policy": report["policy"],
+        "secops.guardrails.score": inp.get("score"), "secops.guardrails.reasons": list(inp.get("reasons") or []),
+        "secops.guardrails.output_actions": actions or None})
+
+
 def _extend(obj: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
     secops = obj.get("secops") if isinstance(obj.get("secops"), dict) else {}
     obj["secops"] = {**secops, EXTENSION: report}
@@ -94,6 +106,7 @@ class _Hooks:
             raise OpenAIError(503, f"Guardrails are not ready, so requests are not served unscreened: {exc}",
                               code="guardrails_unavailable", headers={"Retry-After": "5"}) from exc
         ctx.extra[EXTRA_KEY] = (guard, verdict)
+        _trace("input", guard.report(verdict))
         if verdict.decision == "refuse":
             created = int(time.time())
             ctx.response = _extend({
@@ -120,7 +133,9 @@ class _Hooks:
             message["content"] = out.text
             if out.blocked:
                 choice["finish_reason"] = "content_filter"
-        return _extend(response, guard.report(verdict, outputs))
+        report = guard.report(verdict, outputs)
+        _trace("output", report)
+        return _extend(response, report)
 
     def stream_chat(self, ctx: ChatContext, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         state = ctx.extra.get(EXTRA_KEY)
