@@ -145,3 +145,32 @@ def test_single_generators_and_clear_errors(starter_store: DatasetStore, tmp_pat
     assert m.record_count == 2 * len(REFUSAL_PAIRS)
     with pytest.raises(Exception, match="cwe_sample"):
         generate(store, "refusals", [], config={"cwe_sample": -1})
+
+
+def test_one_system_prompt_policy_for_training_data_serving_and_the_gate(
+        smollm2_tokenizer_dir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records start with the prompt the chat template adds to a conversation without one (SECOPS_SYSTEM_PROMPT),
+    so a trained model is served and gated the way it was trained; an explicit system turn is kept; '' is off."""
+    from transformers import AutoTokenizer
+
+    from secops_ai.config import get_settings
+    from secops_ai.inference.backend import apply_chat_template
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    user = [{"role": "user", "content": "What is CWE-79?"}]
+    monkeypatch.delenv("SECOPS_SYSTEM_PROMPT", raising=False)
+    get_settings.cache_clear()
+    assert get_settings().system_prompt == SYSTEM_PROMPT
+    trained = tok.apply_chat_template([{"role": "system", "content": SYSTEM_PROMPT}, *user], tokenize=False,
+                                      add_generation_prompt=True)
+    assert apply_chat_template(tok, user) == trained
+    own = [{"role": "system", "content": "Be brief."}, *user]
+    assert apply_chat_template(tok, own) == tok.apply_chat_template(own, tokenize=False, add_generation_prompt=True)
+    monkeypatch.setenv("SECOPS_SYSTEM_PROMPT", "")
+    get_settings.cache_clear()
+    try:
+        assert apply_chat_template(tok, user) == tok.apply_chat_template(user, tokenize=False,
+                                                                         add_generation_prompt=True)
+    finally:
+        monkeypatch.delenv("SECOPS_SYSTEM_PROMPT")
+        get_settings.cache_clear()
