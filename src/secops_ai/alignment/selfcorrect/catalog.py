@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # (no "CWE 4"-like text here: it would read as an identifier to the checks that scan answers)
-CWE_SOURCE = "MITRE CWE catalog, version 4.14, offline copy"
+CWE_SOURCE = "MITRE CWE catalog, offline copy"
 CAPEC_SOURCE = "CAPEC ids cited by the MITRE CWE catalog, offline copy"
 ATTACK_SOURCE = "MITRE ATT&CK Enterprise, offline copy"
 
@@ -120,13 +120,15 @@ def named_entries(text: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     spans: list[tuple[int, int]] = []
     for name, kind, ref in _names():
+        i = low.find(name)
+        if i != -1 and any(s <= i < e for s, e in spans):  # part of a longer name already found
+            continue
         if name in quoted:
             found.append((kind, ref))
+            if i != -1:
+                spans.append((i, i + len(name)))
             continue
-        if len(name) < MIN_UNQUOTED_NAME:
-            continue
-        i = low.find(name)
-        if i == -1 or any(s <= i < e for s, e in spans):  # part of a longer name already found
+        if len(name) < MIN_UNQUOTED_NAME or i == -1:
             continue
         spans.append((i, i + len(name)))
         found.append((kind, ref))

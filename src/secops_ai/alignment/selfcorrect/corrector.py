@@ -346,14 +346,29 @@ def _judge(state: _State, seg: Segment) -> tuple[_Verdict, list[Check]]:
                 checks.append(Check(ref=m.ref, status="not_found", detail=v.strike))
             continue
         subject = named.get(m.kind)
-        if (subject and m.ref not in subject_refs and subject.entry is not None
-                and m.ref not in subject.entry.related and subject.ref not in entry.related):
-            v.replace[m.ref] = subject.ref
+        if subject and m.ref not in subject_refs and subject.entry is not None:
+            # "Which CWE is <name>?" has one right answer; any other id of that kind answers it wrongly.
             checks.append(Check(ref=m.ref, status="wrong_id", detail=(
                 f"the question names '{subject.entry.title}', which the catalog files as {subject.ref}; "
                 f"{m.ref} is '{entry.title}'")))
+            if subject.ref in seg.text:
+                v.strike = f"cites {m.ref} beside {subject.ref}, the id the catalog gives the named entry"
+            else:
+                v.replace[m.ref] = subject.ref
             continue
         v.cite.append(m.ref)
+    for kind, subject in named.items():
+        # Bare numbers ("The CWE ID is 21111") and made-up codes ("EB123") answer an id question too: the
+        # gate's own reading of id claims (evals.identifiers) decides what counts.
+        if kind not in ("cwe", "capec") or denies or v.strike:
+            continue
+        from secops_ai.evals.identifiers import id_claims
+
+        odd = [c.id for c in id_claims(seg.text, kind, state.question) if c.form != "formatted"
+               and c.id != subject.ref]
+        if odd:
+            v.strike = f"gives {', '.join(odd[:3])} as the id, where the catalog files the named entry as {subject.ref}"
+            checks.append(Check(ref=", ".join(odd[:3]), status="wrong_id", detail=v.strike))
     bound = [state.entries.get(r) for r in seg.refs if r not in v.replace]
     bound_entries = [e for e in bound if e is not None]
     if bound_entries and not denies and v.strike is None:
