@@ -110,3 +110,30 @@ def test_progress_is_reported_per_suite_with_its_own_total() -> None:
     assert set(last) == {f"echo: {name}" for name in config.suites}
     assert all(done == total == len(result.suites[label.split(": ")[1]].items) for label, (done, total) in last.items())
     assert all(0 < done <= total for _, done, total in calls)
+
+
+def test_improve_over_base_needs_a_significant_paired_gain() -> None:
+    from secops_ai.evals.compare import paired_tests, suite_outcomes
+    from secops_ai.evals.gate import GateConfig, decide
+
+    config = GateConfig.model_validate({"name": "g", "version": 1, "improve_over_base": {"policy":
+                                        ["harmful_refusal_rate"]}, "suites": {"policy": {"samples": 60}}})
+
+    def suites(refused: list[bool]) -> dict:
+        items = [ItemRecord(id=f"h{i}", prompt="p", response="r", flagged=not r, outcomes={"harmful_refusal_rate": r})
+                 for i, r in enumerate(refused)]
+        return {"policy": make_result("policy", "", {"harmful_refusal_rate": sum(refused) / 60,
+                                                     "false_refusal_rate": 0.0, "helpful_rate": 0.0}, items, {})}
+
+    base = suites([False] * 60)
+    better, slightly = suites([True] * 12 + [False] * 48), suites([True] * 3 + [False] * 57)
+    ok = decide(config, better, base=paired_tests(suite_outcomes(better), suite_outcomes(base)))
+    assert ok.passed, ok.message
+    verdict = decide(config, slightly, base=paired_tests(suite_outcomes(slightly), suite_outcomes(base)))
+    [failure] = verdict.failures
+    assert failure.kind == "improvement" and "not a significant improvement over base 0.000" in verdict.message
+    missing = decide(config, better, base=None)
+    assert missing.failures[0].kind == "improvement" and "no improvement over base shown" in missing.message
+    contaminated = decide(config, better, base=paired_tests(suite_outcomes(better), suite_outcomes(base)),
+                          contamination=["team/x@1 line 3: contains the evaluation prompt 'write ...'"])
+    assert not contaminated.passed and "contamination: team/x@1 line 3" in contaminated.message

@@ -138,6 +138,8 @@ class GateFailure(BaseModel):
             return (f"{self.suite}.{self.metric} = {self.value:.3f}{checked} {rel} {'min' if hib else 'max'} "
                     f"{self.limit:.3f} ({word} by {self.by:.3f})")
         if self.kind == "improvement":
+            if self.reference is None:
+                return f"{self.suite}.{self.metric} = {self.value:.3f}: no improvement over base shown ({self.detail})"
             return (f"{self.suite}.{self.metric} = {self.value:.3f} is not a significant improvement over base "
                     f"{self.reference:.3f} (paired p={self.p_value:.3g}, needs < {self.limit})")
         return (f"{self.suite}.{self.metric} = {self.value:.3f} regressed vs production {self.reference:.3f} "
