@@ -188,3 +188,16 @@ def test_backend_wrapper_batches_each_stage() -> None:
     assert calls == [2, 2]  # one batched draft call, one batched regeneration call
     assert b.name == "scripted+verified" and all("[CWE-" in o for o in out)
     assert len(correct_batch([ask("x")], lambda convs, _m: ["y"] * len(convs), "off")) == 1
+
+
+def test_id_question_keeps_only_the_catalog_id_as_the_gate_reads_claims() -> None:
+    from secops_ai.evals.identifiers import id_claims
+
+    text = ("Which CWE identifier is the weakness 'J2EE Misconfiguration: Missing Custom Error Page'? "
+            "Answer with the CWE ID and one sentence.")
+    model = Scripted("The CWE ID is 21111. It was found in 2019.",
+                     "The answer is CWE-7. It is related to CWE-2 and EB123.")
+    r = correct(ask(text), model, "verified")
+    # the quoted name holds a shorter catalog name ('Missing Custom Error Page', CWE-756): not a second subject
+    assert [(c.id, c.exists) for c in id_claims(r.final, "cwe", text)] == [("CWE-7", True)], r.final
+    assert "CWE-756" not in r.final and "2019" not in r.final and "EB123" not in r.final
