@@ -109,7 +109,8 @@ def test_progress_is_reported_per_suite_with_its_own_total() -> None:
     last = {label: (done, total) for label, done, total in calls}
     assert set(last) == {f"echo: {name}" for name in config.suites}
     assert all(done == total == len(result.suites[label.split(": ")[1]].items) for label, (done, total) in last.items())
-    assert all(0 < done <= total for _, done, total in calls)
+    assert all(0 <= done <= total for _, done, total in calls)
+    assert [c for c in calls if c[1] == 0] == [(f"echo: {n}", 0, len(result.suites[n].items)) for n in config.suites]
 
 
 def test_improve_over_base_needs_a_significant_paired_gain() -> None:

@@ -30,8 +30,11 @@ class ItemsPerSecond(ProgressColumn):
     """Items per second of one suite's bar (rich's speed columns speak bytes)."""
 
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("… items/s" if speed is None else f"{speed:.2f} items/s", style="progress.data.speed")
+        # done / elapsed: batches can take longer than rich's speed window, which would leave its estimate empty
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not task.completed or not elapsed:
+            return Text("… items/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:.2f} items/s", style="progress.data.speed")
 
 
 def gate_progress() -> Progress:

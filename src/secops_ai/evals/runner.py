@@ -131,6 +131,8 @@ def _evaluate_model(backend: ChatBackend, config: GateConfig, model: str, *, pro
         # The order is a pure function of the items, so batches, and thus replies, are the same on every run.
         order = sorted(range(len(items)), key=lambda i: (sum(len(m["content"]) for m in items[i].messages), i))
         replies: list[str] = [""] * len(items)
+        if progress:  # the suite's bar starts (and its clock with it) before the first batch
+            progress(f"{model}: {name}", 0, len(items))
         for start in range(0, len(order), config.batch_size):
             batch = order[start:start + config.batch_size]
             for i, reply in zip(batch, backend.chat([items[i].messages for i in batch], params), strict=True):
