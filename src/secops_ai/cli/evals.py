@@ -151,20 +151,17 @@ def contamination(
     gate: str = typer.Option(None, "--gate", "-g", help="Gate whose prompts are checked (default: default)."),
 ) -> None:
     from secops_ai.config import get_settings
-    from secops_ai.data.store import DatasetStore
     from secops_ai.evals.gate import load_gate
-    from secops_ai.evals.holdout import workspace_contamination
-    from secops_ai.evals.suites import SUITES
+    from secops_ai.evals.runner import check_contamination
 
     config, _ = load_gate(gate)
-    prompts = [it.prompt for n, c in config.suites.items() for it in SUITES[n].build(c, config.seed)]
-    found = workspace_contamination(DatasetStore(get_settings().workspace), prompts)
-    if not found:
-        console.print(f"no training dataset touches the {len(prompts)} evaluation items or the held-out ids")
+    check = check_contamination(get_settings(), config)  # the same check every `eval run` reports
+    if not check.found:
+        console.print(check.summary())
         return
-    for c in found[:50]:
-        console.print(f"{c.dataset} line {c.line}: {c.reason}")
-    _fail(f"{len(found)} contaminated record(s)", 1)
+    for finding in check.found[:50]:
+        console.print(finding, soft_wrap=True)
+    _fail(f"{len(check.found)} contaminated record(s)", 1)
 
 
 @app.command("diff", help="Items whose outcome differs between two models' stored gate results, with the paired "
