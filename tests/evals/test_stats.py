@@ -54,6 +54,7 @@ def test_id_claims_read_bare_numbers_and_codes_only_for_id_questions() -> None:
         [("CWE-21111", False, "bare")]
     assert [(c.id, c.exists, c.form) for c in id_claims("It is 20.", "cwe", q)] == [("CWE-20", True, "bare")]
     assert [(c.kind, c.exists) for c in id_claims("EB123", "cwe", q)] == [("code", False)]
+    assert [c.id for c in id_claims("In the 2023 Top 25 it is CWE-20.", "cwe", q)] == ["CWE-20"]
     # outside an id question numbers are just numbers; formatted ids are always claims
     assert id_claims("In 2021 there were 300 incidents.", None) == []
     assert [c.id for c in id_claims("See CWE-79 and T1059.001.", None)] == ["CWE-79", "T1059.001"]

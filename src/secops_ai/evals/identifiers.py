@@ -83,9 +83,10 @@ def id_claims(text: str, asked: str | None = None, question: str = "") -> list[C
     in_question = set(re.findall(r"\d+", question)) | {c.upper() for c in _CODE.findall(question)}
     seen = {c.id for c in claims}
     for m in _BARE_NUMBER.finditer(text):
-        if any(s <= m.start() < e for s, e in spans) or m.group(1) in in_question:
-            continue
         num = int(m.group(1))
+        if (any(s <= m.start() < e for s, e in spans) or m.group(1) in in_question or 1990 <= num <= 2035
+                or text[max(0, m.start() - 4):m.start()].lower() == "top "):
+            continue  # "the 2023 Top 25": a year (no CWE/CAPEC id is in that range) or a list size, not a claim
         cid = f"{asked.upper()}-{num}"
         if cid not in seen:
             seen.add(cid)
