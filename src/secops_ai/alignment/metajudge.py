@@ -19,10 +19,11 @@ from secops_ai.alignment.judge import MAX_SCORE, Judgment
 from secops_ai.alignment.prompts import Prompt
 from secops_ai.inference.backend import GenerationParams
 
-META_VERSION = "1"
+META_VERSION = "2"  # 2: the verdict is started for the model (META_OPENING)
 META_INSTRUCTION = (
     "Two reviewers graded the same answer with the rubric below. Decide which review is more accurate.\n\n"
     "Reply with one letter: A or B.")
+META_OPENING = "The more accurate review is Review"
 _LETTER = re.compile(r"\b([AB])\b")
 
 
@@ -85,13 +86,13 @@ def meta_judge(prompts: list[Prompt], answers: dict[tuple[str, int], str], judgm
     reqs = []
     for key, a, b in todo:
         p = by_id[key[0]]
-        reqs.append(Request(_meta_messages(p, answers[key], a, b), params))
-        reqs.append(Request(_meta_messages(p, answers[key], b, a), params))
+        reqs.append(Request(_meta_messages(p, answers[key], a, b), params, prefix=META_OPENING))
+        reqs.append(Request(_meta_messages(p, answers[key], b, a), params, prefix=META_OPENING))
     texts = generator.generate(reqs) if cfg.enabled else ["", ""] * len(todo)
     out = []
     for n, (key, a, b) in enumerate(todo):
         t1, t2 = texts[2 * n], texts[2 * n + 1]
-        m1, m2 = _LETTER.search(t1), _LETTER.search(t2)
+        m1, m2 = _LETTER.search(t1.removeprefix(META_OPENING)), _LETTER.search(t2.removeprefix(META_OPENING))
         first = {"A": a.k, "B": b.k}.get(m1.group(1)) if m1 else None
         second = {"A": b.k, "B": a.k}.get(m2.group(1)) if m2 else None
         meta = first if first is not None and first == second else None
