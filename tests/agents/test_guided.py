@@ -204,3 +204,29 @@ def test_the_scanner_follows_the_repositorys_languages_or_the_task(tmp_path: Pat
         assert loop._pick_scanner() == "flawfinder"
         loop.task = "Fix the semgrep findings"
         assert loop._pick_scanner() == "semgrep"
+
+
+def test_a_run_over_the_api_on_the_served_small_model_is_guided_by_default(workspace, monkeypatch,
+                                                                          tiny_llama_dir: Path, tmp_path: Path,
+                                                                          wait_for) -> None:
+    from fastapi.testclient import TestClient
+
+    from secops_ai.api.app import create_app
+    from secops_ai.config import get_settings
+
+    monkeypatch.setenv("SECOPS_BASE_MODEL", str(tiny_llama_dir))
+    monkeypatch.setenv("SECOPS_AGENT_WORKSPACE_ROOTS", str(tmp_path))
+    get_settings.cache_clear()
+    repo = generate_repo(tmp_path / "repo", 5).root
+    with TestClient(create_app(get_settings(), load_model=True)) as client:
+        resp = client.post("/agents/runs", json={"task": "Fix the bandit findings", "workspace": str(repo),
+                                                 "approval": "deny", "budget": {"max_steps": 3}})
+        assert resp.status_code == 201, resp.text
+        run_id = resp.json()["run_id"]
+        wait_for(lambda: client.get(f"/agents/runs/{run_id}").json()["status"] not in ("queued", "running"),
+                 timeout=300)
+        client.app.state.agent_runs.shutdown()
+    events = read_events(workspace.agent_runs / f"{run_id}.jsonl")
+    assert next(e for e in events if e["type"] == "RUN_STARTED")["payload"]["mode"] == "guided"
+    assert next(e["payload"]["toolCallName"] for e in events if e["type"] == "TOOL_CALL_START") == "run_scanner"
+    assert any(e["type"] == "CUSTOM" and e["payload"]["name"] == "choice" for e in events)
