@@ -125,11 +125,11 @@ def test_docs_and_schema_need_the_key_and_the_ui_sends_it(trust: ServerProcess) 
 def test_a_failure_inside_a_step_fails_its_rows_promptly_and_others_finish(trust: ServerProcess) -> None:
     def hostile() -> httpx.Response:  # NaN logits: torch.multinomial raises inside the decode step
         return _post(trust, CHAT, {"model": "hostile/run-nan", "messages": HELLO, "max_tokens": 50,
-                                   "temperature": 1.0, "n": 2}, timeout=60)
+                                   "temperature": 1.0, "n": 2}, timeout=240)
 
     def healthy() -> str:
         body = {"messages": HELLO, "max_tokens": 24, "temperature": 0, "stream": True}
-        with httpx.stream("POST", f"{trust.base_url}{CHAT}", json=body, headers=AUTH, timeout=60) as resp:
+        with httpx.stream("POST", f"{trust.base_url}{CHAT}", json=body, headers=AUTH, timeout=240) as resp:
             assert resp.status_code == 200
             lines = [line for line in resp.iter_lines() if line.startswith("data: ")]
         assert lines[-1] == "data: [DONE]"
@@ -141,13 +141,13 @@ def test_a_failure_inside_a_step_fails_its_rows_promptly_and_others_finish(trust
         bad = [pool.submit(hostile) for _ in range(2)]
         good = [pool.submit(healthy) for _ in range(2)]
         for fut in bad:
-            error = _assert_openai_error(fut.result(timeout=60), 500)
+            error = _assert_openai_error(fut.result(timeout=300), 500)
             assert error["code"] == "generation_failed" and error["type"] == "server_error"
-        texts = [fut.result(timeout=60) for fut in good]
-    assert time.monotonic() - started < 60
+        texts = [fut.result(timeout=300) for fut in good]
+    assert time.monotonic() - started < 300  # a hang never ends; generous for a loaded 2-core box
     assert texts[0] == texts[1] and texts[0]
     # and the engine still serves the hostile adapter's greedy rows and everyone else afterwards
-    after = _post(trust, CHAT, {"messages": HELLO, "max_tokens": 4, "temperature": 0}, timeout=30)
+    after = _post(trust, CHAT, {"messages": HELLO, "max_tokens": 4, "temperature": 0}, timeout=120)
     assert after.status_code == 200
 
 

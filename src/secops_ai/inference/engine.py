@@ -219,7 +219,8 @@ class BatchEngine:
                     return
                 self._on_step(len(rows))
                 next_tokens = self._sample(logits, rows)
-                keep = [i for i, row in enumerate(rows) if not self._advance(row, int(next_tokens[i]))]
+                picked = next_tokens.tolist()  # one transfer, not one tensor index per row
+                keep = [i for i, row in enumerate(rows) if not self._advance(row, picked[i])]
                 if len(keep) < len(rows):
                     rows = [rows[i] for i in keep]
                     if not rows:
