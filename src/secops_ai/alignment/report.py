@@ -56,7 +56,10 @@ def summary(state: dict[str, Any]) -> list[dict[str, Any]]:
         st = it.get("stages", {})
         pairs = st.get("pairs", {})
         gate = st.get("gate", {})
-        rows.append({"run_id": state["run_id"], "iteration": it["index"], "status": it.get("status"),
+        status = it.get("status")
+        if status == "running" and state.get("status") not in ("running", "queued"):
+            status = state.get("status")  # the run stopped mid-iteration (interrupted, failed)
+        rows.append({"run_id": state["run_id"], "iteration": it["index"], "status": status,
                      "start_model": it.get("start_model") or "base",
                      "actor_pairs": (pairs.get("actor") or {}).get("pairs"),
                      "judge_pairs": (pairs.get("judge") or {}).get("pairs"),
