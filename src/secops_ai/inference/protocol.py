@@ -51,7 +51,7 @@ def _utf8(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_utf8)]
-TokenId = Annotated[int, Field(ge=0)]
+TokenId = Annotated[int, Field(ge=0, strict=True)]  # strict: JSON true is no token id
 
 
 class _Request(BaseModel):
@@ -86,20 +86,21 @@ class ChatMessage(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+    include_usage: bool = Field(default=False, strict=True)
 
 
 class _Sampling(_Request):
     model: Text = Field(default="default", description="A model id from GET /v1/models, or 'default'.")
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = Field(default=1, ge=1, le=8)
+    # strict numbers and booleans: the schema's types, not pydantic's lax coercions (1.0 as n, false as 0.0)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, strict=True)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, strict=True)
+    n: int = Field(default=1, ge=1, le=8, strict=True)
     stop: Text | list[Text] | None = None
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    stream: bool = False
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED, strict=True)
+    stream: bool = Field(default=False, strict=True)
     stream_options: StreamOptions | None = None
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
+    frequency_penalty: float = Field(default=0.0, strict=True)
+    presence_penalty: float = Field(default=0.0, strict=True)
 
     @field_validator("stop")
     @classmethod
@@ -125,8 +126,8 @@ class _Sampling(_Request):
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, strict=True)
+    max_completion_tokens: int | None = Field(default=None, ge=1, strict=True)
     tools: list[dict[str, Any]] | None = None
     response_format: dict[str, Any] | None = None
     # SecOps extension (``extra_body={"secops": {...}}``), read by chat hooks such as self-correction.
@@ -156,9 +157,10 @@ class CompletionRequest(_Sampling):
     # (lm-eval-harness' local-completions sends token ids by default).
     prompt: Text | list[Text] | list[TokenId] | list[list[TokenId]] = Field(
         description="Text, texts, token ids or lists of token ids; none may be empty.")
-    max_tokens: int = Field(default=16, ge=0, description="0 with echo scores the prompt without generating.")
-    echo: bool = False
-    logprobs: int | None = Field(default=None, ge=0, le=5)
+    max_tokens: int = Field(default=16, ge=0, strict=True,
+                            description="0 with echo scores the prompt without generating.")
+    echo: bool = Field(default=False, strict=True)
+    logprobs: int | None = Field(default=None, ge=0, le=5, strict=True)
 
     @model_validator(mode="after")
     def _scoring_rules(self) -> CompletionRequest:
@@ -186,7 +188,7 @@ class EmbeddingRequest(_Request):
     model: Text = "default"
     input: Text | list[Text]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
+    dimensions: int | None = Field(default=None, strict=True)
 
     @property
     def texts(self) -> list[str]:
