@@ -63,6 +63,16 @@ AGENT_NAME = "secops-agent"  # gen_ai.agent.name of every run
 _ENUMERATED = re.compile(r"^\s*\d+[.)]\s*")  # models often number their steps themselves
 
 Outcome = Literal["succeeded", "failed", "budget_exhausted", "cancelled"]
+CLAIMS_CHECKED = "claims_checked"  # CUSTOM event: a plan step or the final report checked against the catalogs
+
+
+class CheckedText(Protocol):
+    final: str
+
+    def extension(self) -> dict[str, Any]: ...
+
+
+ClaimChecker = Callable[[str, str], CheckedText]
 ApprovalPolicy = Literal["ask", "deny", "allow"]
 
 SYSTEM_PROMPT = """You are a security engineer agent. You fix security findings in a code repository by calling tools.
@@ -162,6 +172,10 @@ class AgentConfig:
     observation_chars: int = 1500  # one tool output is clipped to this in the prompt (full text in the event)
     success_check: SuccessCheck = patch_verified
     max_blocked: int = 3  # a run that repeats failed actions this often ends as failed
+    # Checks knowledge claims (CWE/CAPEC/ATT&CK/CVE ids) in plans and the final report against the catalogs:
+    # ``check(text, task)`` returns an object with ``.final`` (the corrected text) and ``.extension()`` (what
+    # was checked). Injected by the caller (alignment's verified self-correction): agents may not import it.
+    claim_checker: ClaimChecker | None = None
 
 
 class RunResult(BaseModel):
@@ -247,7 +261,7 @@ class AgentLoop:
                 self.usage.steps += 1
                 action = self._step(f"act-{self.usage.steps}", self._act)
                 if action is not None and action.is_finish:
-                    summary = str(action.args.get("summary", ""))
+                    summary = self._checked("report", str(action.args.get("summary", "")))
                     outcome = "succeeded" if self.config.success_check(self.observations) else "failed"
                     break
         except Cancelled:
@@ -296,6 +310,8 @@ class AgentLoop:
         reply = self._ask(self._messages("Write a short plan (2-4 steps) for the task as JSON."),
                           plan_schema(), "plan")
         self.plan = Plan.model_validate_json(reply.text)
+        if self.config.claim_checker is not None:
+            self.plan = self.plan.model_copy(update={"steps": [self._checked("plan", s) for s in self.plan.steps]})
         self._say("\n".join(f"{i}. {_ENUMERATED.sub('', s)}" for i, s in enumerate(self.plan.steps, 1)))
         self.log.custom(PLAN, self.plan.model_dump())
 
@@ -456,6 +472,18 @@ class AgentLoop:
         self.usage.prompt_tokens += reply.prompt_tokens
         self.usage.completion_tokens += min(reply.completion_tokens, params.max_tokens)
         return reply
+
+    def _checked(self, what: str, text: str) -> str:
+        """``text`` with its knowledge claims checked (an event records what changed); as is without a checker."""
+        if self.config.claim_checker is None or not text.strip():
+            return text
+        try:
+            checked = self.config.claim_checker(text, self.task)
+        except Exception as exc:  # a checker failure never ends a run: the text goes out marked unchecked
+            self.log.custom(CLAIMS_CHECKED, {"what": what, "verification": "unverified", "reason": str(exc)})
+            return text
+        self.log.custom(CLAIMS_CHECKED, {"what": what, **checked.extension()})
+        return checked.final
 
     def _system_prompt(self) -> str:
         tools = self._tools

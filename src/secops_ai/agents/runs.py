@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from secops_ai.agents.actions import ApprovalDecision, ApprovalRequest, Budget
 from secops_ai.agents.events import EventLog
-from secops_ai.agents.loop import AgentConfig, ApprovalGate, ApprovalPolicy, RunResult
+from secops_ai.agents.loop import AgentConfig, ApprovalGate, ApprovalPolicy, ClaimChecker, RunResult
 from secops_ai.agents.safe_paths import tree_usage
 from secops_ai.agents.scripted import Script, ScriptedBackend
 from secops_ai.agents.trajectory import (
@@ -193,8 +193,10 @@ class RunManager:
 
     def __init__(self, settings: Settings, *, backend_factory: BackendFactory | None = None,
                  registry_factory: Callable[[], Any] | None = None, max_concurrent: int = 2,
-                 sandbox_factory: Callable[[], Any] | None = None, fsync: str = "event") -> None:
+                 sandbox_factory: Callable[[], Any] | None = None, fsync: str = "event",
+                 claim_checker: ClaimChecker | None = None) -> None:
         self.settings = settings
+        self.claim_checker = claim_checker  # checks plans and final reports (see AgentConfig.claim_checker)
         self.fsync = fsync  # trajectory durability: "event" (every event on disk), "step" or "off"
         self.runs_dir = settings.workspace.agent_runs
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -265,7 +267,7 @@ class RunManager:
                 from secops_ai.agents.tools.base import idempotency_key
 
                 config = AgentConfig(budget=req.budget, temperature=req.temperature, seed=req.seed,
-                                     reflect=req.reflect)
+                                     reflect=req.reflect, claim_checker=self.claim_checker)
                 cache = self._shared("critiques", _critique_cache)
                 from secops_ai.agents.guided import make_loop
 

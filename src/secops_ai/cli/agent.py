@@ -74,7 +74,9 @@ def run(
     if approve == "ask" and not interactive:
         console.print("[yellow]stdin is not a terminal: high-risk actions will be refused (use --approve).[/]")
 
-    manager = RunManager(get_settings())
+    from secops_ai.alignment.selfcorrect import check_claims
+
+    manager = RunManager(get_settings(), claim_checker=check_claims)  # plans and reports checked vs the catalogs
     try:
         handle = manager.start(request, operator=True)  # the CLI is the operator: any folder, any policy
     except ValueError as exc:

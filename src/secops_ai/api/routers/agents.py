@@ -35,7 +35,10 @@ def manager(app: Any) -> RunManager:
     with _manager_lock:
         existing = getattr(app.state, "agent_runs", None)
         if existing is None:
-            existing = RunManager(app.state.settings, backend_factory=_backend_factory(app))
+            from secops_ai.alignment.selfcorrect import check_claims
+
+            existing = RunManager(app.state.settings, backend_factory=_backend_factory(app),
+                                  claim_checker=check_claims)  # plans and reports checked against the catalogs
             app.state.agent_runs = existing
         return existing
 
