@@ -39,6 +39,7 @@ from secops_ai.config import Settings, get_settings
 from secops_ai.config.atomic import atomic_write_text
 from secops_ai.data.store import DatasetStore, GeneratorInfo, SourceRef
 from secops_ai.observability.tracing import record_finished_span, stage_span
+from secops_ai.training.runner import interrupt_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class EvolvePipeline:
                                                                         sort_keys=False))
             state["status"] = "running"
             self.save_state(state)
-            restore = _interrupt_on_sigterm()
+            restore = interrupt_on_sigterm()  # SIGTERM marks the run interrupted, like Ctrl-C
             try:
                 self._prompts(state)
                 for k in range(1, total + 1):
@@ -503,21 +504,6 @@ def _bandit_version() -> str | None:
         return version("bandit")
     except Exception:
         return None
-
-
-def _interrupt_on_sigterm() -> Callable[[], Any]:
-    """SIGTERM (kill, docker stop) ends the run like Ctrl-C, so state.json says 'interrupted'."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def is_running(settings: Settings, run_id: str) -> bool:

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,7 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     return Path(found) if ckpts.is_dir() and (found := get_last_checkpoint(str(ckpts))) else None
 
 
-def _interrupt_on_sigterm():
+def interrupt_on_sigterm() -> Callable[[], Any]:
     """Treat SIGTERM (docker stop, kill, a scheduler's preemption) like Ctrl-C: mark the run interrupted."""
     import signal
     import threading
@@ -253,7 +254,7 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
     if resume_from:
         log.info("Resuming %s from %s", run_name, resume_from.name)
     started = time.time()
-    restore = _interrupt_on_sigterm()
+    restore = interrupt_on_sigterm()
     try:
         with stage_span("train.fit", {"secops.train.resumed_from": resume_from.name if resume_from else None}):
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
