@@ -71,3 +71,12 @@ def test_a_stop_request_cuts_local_decoding_short_and_still_returns_valid_json(t
     deadline_reply = complete_json(tiny_backend, MESSAGES, schema, GenerationParams(max_tokens=4000, seed=0),
                                    deadline=time.monotonic() + 1.0)
     assert deadline_reply.truncated and deadline_reply.completion_tokens < 4000
+
+
+def test_a_cut_off_string_with_a_raw_newline_closes_into_strict_json() -> None:
+    """The schema parser lets a raw newline into a string; the closed answer escapes it (strict json.loads)."""
+    from secops_ai.inference.constrained import close_json
+
+    schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    text, closed = close_json('\r\n {"text":"members Physical „\n   ', schema)
+    assert closed and json.loads(text) == {"text": "members Physical „\n   "}

@@ -232,16 +232,12 @@ def close_json(text: str, schema: dict[str, Any]) -> tuple[str, bool]:
         parser = parser.add_character(ch)
         kept.append(ch)
     text = "".join(kept)
-    if parser.can_end():
-        try:
-            json.loads(text)
-            return text, False
-        except json.JSONDecodeError:
-            pass  # e.g. a bare number prefix; keep closing
-    extra = []
+    if parser.can_end() and _loads_ok(text):
+        return _strict(text), False
+    extra = []  # e.g. a bare number prefix, or a cut-off string: keep closing
     for _ in range(_MAX_CLOSING_CHARS):
         if parser.can_end() and _loads_ok(text + "".join(extra)):
-            return text + "".join(extra), True
+            return _strict(text + "".join(extra)), True
         allowed = parser.get_allowed_characters()
         ch = next((c for c in _CLOSING_ORDER if c in allowed), None)
         if ch is None:
@@ -254,11 +250,21 @@ def close_json(text: str, schema: dict[str, Any]) -> tuple[str, bool]:
 
 
 def _loads_ok(text: str) -> bool:
+    # strict=False: the schema parser lets raw control characters (a newline) into strings; _strict escapes them
     try:
-        json.loads(text)
+        json.loads(text, strict=False)
         return True
     except json.JSONDecodeError:
         return False
+
+
+def _strict(text: str) -> str:
+    """``text`` as strict JSON: unchanged when it already is, else re-serialised with control characters escaped."""
+    try:
+        json.loads(text)
+        return text
+    except json.JSONDecodeError:
+        return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------- remote
