@@ -404,9 +404,10 @@ class AgentLoop:
             self.log.custom(APPROVAL_DECIDED, decision.model_dump())
             if not decision.approved:
                 reason = decision.reason or "no reason given"
-                tracing.record_finished_span(f"execute_tool {action.tool}", 0.0, {
-                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": action.tool,
-                    "gen_ai.tool.call.id": call_id, "secops.tool.risk": risk, "secops.tool.approval": "refused"})
+                tracing.start_genai_span(  # a refused call still shows in the trace, attributes as a run one's
+                    "execute_tool", "", kind=SpanKind.INTERNAL, name=f"execute_tool {action.tool}",
+                    attributes={"gen_ai.tool.name": action.tool, "gen_ai.tool.call.id": call_id,
+                                "secops.tool.risk": risk, "secops.tool.approval": "refused"}).end()
                 return Observation(tool_call_id=call_id, tool=action.tool, ok=False, refused=True,
                                    idempotency_key=key, error=f"refused by {decision.by}: {reason}",
                                    output=f"A person refused this action ({reason}). Choose another approach.")

@@ -38,8 +38,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import SpanKind
-
 from secops_ai.config import Settings
 from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.engine import QueueFullError
@@ -289,14 +287,12 @@ class _Run:
     def trace(self, params: GenerationParams | None) -> None:
         """Open this request's GenAI span (a child of the HTTP server span); :meth:`end_trace` closes it."""
         operation = "chat" if self.head["object"] == "chat.completion" else "text_completion"
-        self.span = tracing.tracer().start_span(
-            f"{operation} {self.head['model']}", kind=SpanKind.CLIENT, attributes={k: v for k, v in {
-                "gen_ai.operation.name": operation, "gen_ai.system": tracing.PROVIDER,
-                "gen_ai.request.model": self.head["model"], "gen_ai.request.choice.count": len(self.token_ids),
-                "gen_ai.request.max_tokens": params.max_tokens if params else 0,
-                "gen_ai.request.temperature": params.temperature if params else None,
-                "gen_ai.request.top_p": params.top_p if params else None,
-                "gen_ai.request.seed": params.seed if params else None}.items() if v is not None})
+        self.span = tracing.start_genai_span(operation, self.head["model"], attributes={
+            "gen_ai.request.choice.count": len(self.token_ids),
+            "gen_ai.request.max_tokens": params.max_tokens if params else 0,
+            "gen_ai.request.temperature": params.temperature if params else None,
+            "gen_ai.request.top_p": params.top_p if params else None,
+            "gen_ai.request.seed": params.seed if params else None})
 
     def end_trace(self, error: str | None = None) -> None:
         if self.span is None:

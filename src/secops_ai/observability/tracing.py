@@ -185,17 +185,22 @@ def attach_traceparent(value: str | None) -> Iterator[None]:
 def genai_span(operation: str, request_model: str, *, kind: SpanKind = SpanKind.CLIENT,
                attributes: Mapping[str, Any] | None = None, name: str | None = None) -> Iterator[Span]:
     """A span for one GenAI operation (``chat``, ``text_completion``, ``embeddings``, ``invoke_agent``,
-    ``execute_tool``), named ``"{operation} {model}"`` as the conventions ask."""
+    ``execute_tool``), named ``"{operation} {model}"`` as the conventions ask, current inside the block."""
+    span = start_genai_span(operation, request_model, kind=kind, attributes=attributes, name=name)
+    with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
+        yield span
+
+
+def start_genai_span(operation: str, request_model: str, *, kind: SpanKind = SpanKind.CLIENT,
+                     attributes: Mapping[str, Any] | None = None, name: str | None = None) -> Span:
+    """The span :func:`genai_span` opens, for a caller that ends it itself (a stream that outlives a call)."""
     attrs: dict[str, Any] = {genai.GEN_AI_OPERATION_NAME: operation, genai.GEN_AI_SYSTEM: PROVIDER}
     if latest_experimental():
         attrs[genai.GEN_AI_PROVIDER_NAME] = PROVIDER
     if request_model:
         attrs[genai.GEN_AI_REQUEST_MODEL] = request_model
     attrs.update({k: v for k, v in (attributes or {}).items() if v is not None})
-    with tracer().start_as_current_span(name or f"{operation} {request_model}".strip(), kind=kind,
-                                        attributes=attrs, record_exception=True,
-                                        set_status_on_exception=True) as span:
-        yield span
+    return tracer().start_span(name or f"{operation} {request_model}".strip(), kind=kind, attributes=attrs)
 
 
 def set_attributes(span: Span, attributes: Mapping[str, Any]) -> None:
