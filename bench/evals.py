@@ -20,8 +20,9 @@ from secops_ai.config import get_settings
 from secops_ai.evals.gate import load_gate
 from secops_ai.evals.runner import evaluate_model
 from secops_ai.evals.suites import SUITES
-from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.backend import LocalBackend
 from secops_ai.inference.loader import resolve_base_model
+from secops_ai.inference.types import GenerationParams
 
 
 def main() -> None:

@@ -141,8 +141,9 @@ def main() -> None:
                     "torch_threads": torch.get_num_threads(), "load_average": round(load, 1)}
 
     if not args.skip_model:
-        from secops_ai.inference.backend import GenerationParams, LocalBackend
+        from secops_ai.inference.backend import LocalBackend
         from secops_ai.inference.loader import resolve_base_model
+        from secops_ai.inference.types import GenerationParams
 
         base = LocalBackend.load(resolve_base_model(settings), device="cpu", name="base")
         params = GenerationParams(max_tokens=args.gen_tokens, temperature=0.0, seed=1234)

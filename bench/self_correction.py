@@ -44,8 +44,9 @@ def main() -> None:
     from secops_ai.evals.holdout import held_out_cwes
     from secops_ai.evals.suites import SUITES, ScoreContext
     from secops_ai.evals.suites.base import EvalItem, fixed_sample, user
-    from secops_ai.inference.backend import GenerationParams, LocalBackend
+    from secops_ai.inference.backend import LocalBackend
     from secops_ai.inference.loader import prepare_base_model
+    from secops_ai.inference.types import GenerationParams
 
     home = Path(args.home or tempfile.mkdtemp(prefix="bench-selfcorrect-"))
     base_dir = prepare_base_model(Workspace(home).ensure())

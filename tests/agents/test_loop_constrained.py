@@ -8,7 +8,7 @@ import pytest
 
 from secops_ai.agents.actions import Action, Critique, Plan, action_schema, critique_schema, plan_schema
 from secops_ai.agents.tools.base import ToolRegistry, default_registry
-from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.backend import LocalBackend
 from secops_ai.inference.constrained import (
     ConstrainedDecodingError,
     chat_json,
@@ -16,6 +16,7 @@ from secops_ai.inference.constrained import (
     complete_json,
     validate_json,
 )
+from secops_ai.inference.types import GenerationParams
 
 MESSAGES = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Scan the repo."}]
 

@@ -19,7 +19,7 @@ from secops_ai.alignment.selfcorrect import (
 )
 from secops_ai.alignment.selfcorrect import catalog as cat
 from secops_ai.evals.identifiers import cited_ids
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 XSS = "Improper Neutralization of Input During Web Page Generation ('Cross-site Scripting')"
 

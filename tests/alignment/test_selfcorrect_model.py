@@ -11,7 +11,8 @@ from secops_ai.alignment.selfcorrect.catalog import lookup, states_title
 from secops_ai.evals.holdout import held_out_cwes
 from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, user
 from secops_ai.evals.suites.hallucination import HallucinationSuite
-from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.backend import LocalBackend
+from secops_ai.inference.types import GenerationParams
 
 pytestmark = pytest.mark.slow
 

@@ -64,9 +64,9 @@ def test_export_loads_in_transformers_with_identical_logits(workspace: Workspace
 
 def test_export_serves_through_the_inference_loader(workspace: Workspace, log_corpus: Path, tiny: Any) -> None:
     """The server's loader and batched generation take the export as a base model, greedy = our greedy."""
-    from secops_ai.inference.backend import GenerationParams
     from secops_ai.inference.generation import generate_batch
     from secops_ai.inference.loader import load_model_and_tokenizer
+    from secops_ai.inference.types import GenerationParams
 
     train(tiny(log_corpus.name, run_id="srv"), workspace, progress=False)
     path = export_run(workspace, "srv").path

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import torch
 
-from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.backend import LocalBackend
 from secops_ai.inference.engine import BatchEngine, GenRequest, QueueFullError
 from secops_ai.inference.loader import load_model_and_tokenizer
+from secops_ai.inference.types import GenerationParams
 
 
 class Row:

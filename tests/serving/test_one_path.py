@@ -9,7 +9,8 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from secops_ai.inference.backend import GenerationParams, RemoteBackend
+from secops_ai.inference.backend import RemoteBackend
+from secops_ai.inference.types import GenerationParams
 from tests.conftest import ServerProcess
 
 PROMPTS = [[{"role": "user", "content": text}] for text in (

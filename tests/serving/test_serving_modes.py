@@ -19,7 +19,7 @@ import uvicorn
 from openai import OpenAI
 
 from secops_ai.config import Settings
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 from tests.conftest import ServerProcess, free_port
 
 HELLO = [{"role": "user", "content": "Summarise CVE triage in one line."}]

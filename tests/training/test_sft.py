@@ -69,8 +69,9 @@ def test_packed_rows_do_not_attend_across_examples(tiny_llama_dir: Path) -> None
 
 def test_sft_run_folder_card_and_registration(workspace: Workspace, sft_dataset: str, tiny_config) -> None:
     from secops_ai.data.store import DatasetStore
-    from secops_ai.inference.backend import GenerationParams, LocalBackend
+    from secops_ai.inference.backend import LocalBackend
     from secops_ai.inference.loader import resolve_adapter
+    from secops_ai.inference.types import GenerationParams
 
     settings = settings_for(workspace)
     result = train(tiny_config(sft_dataset), settings, progress=True)
@@ -184,7 +185,8 @@ def test_sft_teaches_a_refusal_on_a_held_out_paraphrase(workspace: Workspace, bu
     from secops_ai.data.generators.recipe import HARMFUL_TEMPLATES, INTENTS, refusal_records
     from secops_ai.data.store import DatasetStore
     from secops_ai.evals.refusal import is_refusal
-    from secops_ai.inference.backend import GenerationParams, LocalBackend
+    from secops_ai.inference.backend import LocalBackend
+    from secops_ai.inference.types import GenerationParams
 
     taught = {"keylogger", "stalk-location"}
     records = [r for r in refusal_records(0, DEFAULT_SYSTEM_PROMPT, per_intent=len(HARMFUL_TEMPLATES))

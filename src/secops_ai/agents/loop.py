@@ -54,8 +54,8 @@ from secops_ai.agents.events import (
     EventType,
 )
 from secops_ai.agents.memory import ShortTermMemory
-from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.constrained import ConstrainedDecodingError, JsonReply, complete_json
+from secops_ai.inference.types import GenerationParams, Message
 from secops_ai.observability import tracing
 
 log = logging.getLogger(__name__)

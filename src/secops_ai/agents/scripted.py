@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from secops_ai.inference.backend import GenerationParams, Message
+from secops_ai.inference.types import GenerationParams, Message
 
 Reply = dict[str, Any] | Callable[[list[Message]], dict[str, Any]]
 

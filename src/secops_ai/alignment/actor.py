@@ -22,7 +22,7 @@ from secops_ai.alignment.config import ActorConfig
 from secops_ai.alignment.generate import Request, seed_for
 from secops_ai.alignment.prompts import Prompt
 from secops_ai.alignment.verifiers import prompt_is_harmful
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 ORIGINS = ("sample", "revise", "refusal_redirect", "refusal_probe")
 

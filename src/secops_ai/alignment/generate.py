@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 Message = dict[str, str]
 

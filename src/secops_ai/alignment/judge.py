@@ -23,7 +23,7 @@ from secops_ai.alignment.actor import Candidate
 from secops_ai.alignment.config import JudgeConfig
 from secops_ai.alignment.generate import Request, seed_for
 from secops_ai.alignment.prompts import Prompt
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 RUBRIC_VERSION = "2"  # 2: the judgment is started for the model ("Helpfulness:"), see JUDGMENT_OPENING
 MAX_SCORE = 5.0

@@ -17,7 +17,7 @@ from secops_ai.alignment.config import MetaJudgeConfig
 from secops_ai.alignment.generate import Request
 from secops_ai.alignment.judge import MAX_SCORE, Judgment
 from secops_ai.alignment.prompts import Prompt
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 META_VERSION = "2"  # 2: the verdict is started for the model (META_OPENING)
 META_INSTRUCTION = (

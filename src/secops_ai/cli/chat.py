@@ -43,8 +43,8 @@ def chat(
                     yield part.choices[0].delta.content
         console.print(f"[dim]remote model {model} at {url}[/]")
     else:
-        from secops_ai.inference.backend import GenerationParams
         from secops_ai.inference.service import ModelService
+        from secops_ai.inference.types import GenerationParams
 
         service = ModelService(settings)
         with console.status("loading the model..."):

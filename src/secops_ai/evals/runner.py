@@ -26,7 +26,7 @@ from secops_ai.evals.report import render_report
 from secops_ai.evals.result import SuiteResult, make_result
 from secops_ai.evals.stats import PairedTest
 from secops_ai.evals.suites import SUITES, ScoreContext
-from secops_ai.inference.backend import ChatBackend, GenerationParams
+from secops_ai.inference.types import ChatBackend, GenerationParams
 from secops_ai.observability.tracing import record_finished_span, stage_span
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from secops_ai.guardrails.screen import ModelGuard
-from secops_ai.inference.backend import ChatBackend, GenerationParams, Message
+from secops_ai.inference.types import ChatBackend, GenerationParams, Message
 
 
 class GuardedBackend:

@@ -10,36 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from secops_ai.config import Settings
+from secops_ai.inference.types import ChatBackend, GenerationParams, Message
 
 log = logging.getLogger(__name__)
-
-Message = dict[str, str]
-
-
-@dataclass
-class GenerationParams:
-    """Sampling settings shared by the server, evals and agents."""
-
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-
-
-class ChatBackend(Protocol):
-    """What evals and agents need from a model."""
-
-    name: str
-
-    def chat(self, conversations: list[list[Message]], params: GenerationParams | None = None) -> list[str]:
-        """One assistant reply for each conversation, in order."""
-        ...
 
 
 class LocalBackend:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from secops_ai.inference.backend import ChatBackend, GenerationParams, Message
+from secops_ai.inference.types import ChatBackend, GenerationParams, Message
 
 # Characters tried first when closing a truncated answer: end strings, objects and arrays as soon as allowed.
 _CLOSING_ORDER = '"}],:0'

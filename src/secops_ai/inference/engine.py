@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 log = logging.getLogger(__name__)
 

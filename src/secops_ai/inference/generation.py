@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from secops_ai.inference.backend import GenerationParams, LocalBackend
+from secops_ai.inference.backend import LocalBackend
+from secops_ai.inference.types import GenerationParams
 
 
 def generate_batch(model: Any, tokenizer: Any, prompts: list[str], params: GenerationParams) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from secops_ai.config import Settings
-from secops_ai.inference.backend import GenerationParams, Message, apply_chat_template
+from secops_ai.inference.backend import apply_chat_template
 from secops_ai.inference.engine import BatchEngine, EngineBackend, GenRequest
 from secops_ai.inference.loader import (
     AdapterInfo,
@@ -31,6 +31,7 @@ from secops_ai.inference.loader import (
     resolve_adapter,
     resolve_base_model,
 )
+from secops_ai.inference.types import GenerationParams, Message
 
 log = logging.getLogger(__name__)
 

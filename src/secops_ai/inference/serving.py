@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secops_ai.config import Settings
-from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.engine import QueueFullError
 from secops_ai.inference.protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
 from secops_ai.inference.service import (
@@ -49,6 +48,7 @@ from secops_ai.inference.service import (
     Submission,
     UnknownModelError,
 )
+from secops_ai.inference.types import GenerationParams, Message
 from secops_ai.observability import tracing
 
 log = logging.getLogger(__name__)

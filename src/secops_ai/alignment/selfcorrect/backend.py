@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from secops_ai.alignment.selfcorrect.corrector import backend_generate, check_mode, correct_batch
 from secops_ai.alignment.selfcorrect.trace import MODES, Correction
-from secops_ai.inference.backend import ChatBackend, GenerationParams, Message
+from secops_ai.inference.types import ChatBackend, GenerationParams, Message
 
 SUFFIXES = tuple(m for m in MODES if m != "off")
 

@@ -44,7 +44,7 @@ from secops_ai.alignment.selfcorrect.trace import (
     Revision,
     Unverified,
 )
-from secops_ai.inference.backend import ChatBackend, GenerationParams, Message
+from secops_ai.inference.types import ChatBackend, GenerationParams, Message
 
 log = logging.getLogger(__name__)
 

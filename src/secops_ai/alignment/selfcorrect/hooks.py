@@ -25,9 +25,9 @@ from typing import Any
 from secops_ai.alignment.selfcorrect.backend import split_model_suffix
 from secops_ai.alignment.selfcorrect.corrector import correct_batch
 from secops_ai.alignment.selfcorrect.trace import MODES, Correction
-from secops_ai.inference.backend import GenerationParams, Message
 from secops_ai.inference.protocol import OpenAIError
 from secops_ai.inference.serving import ChatContext, OpenAIServing
+from secops_ai.inference.types import GenerationParams, Message
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, Field
 
 from secops_ai.evals.result import ItemRecord
-from secops_ai.inference.backend import ChatBackend, Message
+from secops_ai.inference.types import ChatBackend, Message
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from secops_ai.evals.injection_judge import compile_rule
 from secops_ai.evals.paths import shared_file
 from secops_ai.evals.result import ItemRecord, rate
 from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, user
-from secops_ai.inference.backend import GenerationParams
+from secops_ai.inference.types import GenerationParams
 
 PI_FILE = "cyberseceval/prompt_injection.json"
 _FIELDS = ("prompt_id", "test_case_prompt", "user_input", "judge_question")
