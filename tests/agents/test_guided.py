@@ -16,7 +16,8 @@ from secops_ai.agents.guided import GuidedLoop, make_loop, pick_mode
 from secops_ai.agents.loop import AgentConfig, AgentLoop, ApprovalGate
 from secops_ai.agents.sandbox import Sandbox
 from secops_ai.agents.scripted import ScriptedBackend
-from secops_ai.agents.tools.base import ToolContext, default_registry, idempotency_key
+from secops_ai.agents.tools.base import ToolContext, idempotency_key
+from secops_ai.agents.tools.default_tools import default_registry
 from secops_ai.agents.tools.scanners import scan
 from secops_ai.agents.trajectory import TrajectoryWriter, read_events
 from secops_ai.data.generators.vulnrepos import (

@@ -13,7 +13,8 @@ from secops_ai.agents.events import EventLog
 from secops_ai.agents.loop import AgentConfig, AgentLoop, ApprovalGate
 from secops_ai.agents.sandbox import Sandbox
 from secops_ai.agents.scripted import ScriptedBackend
-from secops_ai.agents.tools.base import ToolContext, ToolRegistry, default_registry, idempotency_key
+from secops_ai.agents.tools.base import ToolContext, ToolRegistry, idempotency_key
+from secops_ai.agents.tools.default_tools import default_registry
 from secops_ai.agents.trajectory import TrajectoryWriter, read_events
 
 

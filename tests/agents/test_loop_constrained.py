@@ -7,7 +7,8 @@ import json
 import pytest
 
 from secops_ai.agents.actions import Action, Critique, Plan, action_schema, critique_schema, plan_schema
-from secops_ai.agents.tools.base import ToolRegistry, default_registry
+from secops_ai.agents.tools.base import ToolRegistry
+from secops_ai.agents.tools.default_tools import default_registry
 from secops_ai.inference.backend import LocalBackend
 from secops_ai.inference.constrained import (
     ConstrainedDecodingError,

@@ -12,7 +12,8 @@ from secops_ai.agents.events import EventLog
 from secops_ai.agents.loop import AgentConfig, AgentLoop
 from secops_ai.agents.sandbox import Sandbox
 from secops_ai.agents.scripted import ScriptedBackend
-from secops_ai.agents.tools.base import Tool, ToolArgs, ToolContext, ToolRegistry, ToolResult, default_registry
+from secops_ai.agents.tools.base import Tool, ToolArgs, ToolContext, ToolRegistry, ToolResult
+from secops_ai.agents.tools.default_tools import default_registry
 
 
 def _loop(backend, registry, repo: Path, sandbox: Sandbox, **config) -> AgentLoop:

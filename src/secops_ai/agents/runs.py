@@ -297,7 +297,8 @@ class RunManager:
 
     def _tools(self, run_id: str, folder: Path) -> tuple[Any, Any, Any]:
         from secops_ai.agents.sandbox import Sandbox
-        from secops_ai.agents.tools.base import ToolContext, default_registry
+        from secops_ai.agents.tools.base import ToolContext
+        from secops_ai.agents.tools.default_tools import default_registry
 
         registry = self._registry_factory() if self._registry_factory else default_registry()
         quota = self.settings.agent_disk_quota_bytes

@@ -1,4 +1,4 @@
-"""Agent tools: the contract (:mod:`.base`) and the built-in tools, gathered by :func:`default_registry`."""
+"""Agent tools: the contract (:mod:`.base`) and the built-in tools (:mod:`.default_tools`)."""
 
 from secops_ai.agents.tools.base import (
     RiskLevel,
@@ -8,9 +8,9 @@ from secops_ai.agents.tools.base import (
     ToolRegistry,
     ToolResult,
     UnknownToolError,
-    default_registry,
     idempotency_key,
 )
+from secops_ai.agents.tools.default_tools import default_registry
 
 __all__ = [
     "RiskLevel",

@@ -220,18 +220,6 @@ class ToolRegistry:
         return result
 
 
-def default_registry() -> ToolRegistry:
-    """A registry holding every built-in tool."""
-    from secops_ai.agents.tools.knowledge import LookupKnowledge
-    from secops_ai.agents.tools.memory_tools import SearchMemory
-    from secops_ai.agents.tools.patch import ProposePatch
-    from secops_ai.agents.tools.reports import ParseReport
-    from secops_ai.agents.tools.scanners import RunScanner
-    from secops_ai.agents.tools.shell import RunCommand
-
-    return ToolRegistry([RunScanner(), ParseReport(), LookupKnowledge(), SearchMemory(), RunCommand(), ProposePatch()])
-
-
 __all__ = [
     "MAX_OUTPUT_CHARS",
     "RISK_LEVELS",
@@ -244,7 +232,6 @@ __all__ = [
     "ToolResult",
     "UnknownToolError",
     "cap_text",
-    "default_registry",
     "idempotency_key",
     "untrusted",
 ]
