@@ -61,7 +61,7 @@ def test_id_claims_read_bare_numbers_and_codes_only_for_id_questions() -> None:
 
 
 def _eval(model: str, refused: list[bool]) -> dict:
-    from secops_ai.evals.runner import ModelEval
+    from secops_ai.evals.gate_report import ModelEval
 
     items = [ItemRecord(id=f"harm-{i:02d}", prompt=f"bad request {i}", response="no" if r else "sure",
                         flagged=not r, outcomes={"harmful_refusal_rate": r}) for i, r in enumerate(refused)]

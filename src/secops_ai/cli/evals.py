@@ -190,7 +190,7 @@ def diff(
               f"{eb.gate} {eb.fingerprint}); re-run both with the same gate", 1)
     tests = [t for t in paired_tests(suite_outcomes(ea.suites), suite_outcomes(eb.suites))
              if not suite or t.suite == suite]
-    diffs = item_diffs(ea, eb, suite=suite)
+    diffs = item_diffs(ea.suites, eb.suites, suite=suite)
     if as_json:
         console.print_json(json.dumps({"a": a, "b": b, "tests": [t.model_dump() for t in tests],
                                        "items": [d.model_dump() for d in diffs]}))

@@ -7,15 +7,10 @@ item by item is what lets a 60-item metric show a 10-point change (see :mod:`sec
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import BaseModel
 
 from secops_ai.evals.result import HIGHER_IS_BETTER, SuiteResult, outcomes_by_metric
 from secops_ai.evals.stats import PairedTest, paired_test
-
-if TYPE_CHECKING:
-    from secops_ai.evals.runner import ModelEval
 
 # suite -> metric -> item id -> counts
 Outcomes = dict[str, dict[str, dict[str, bool]]]
@@ -53,11 +48,11 @@ class ItemDiff(BaseModel):
     reply_b: str
 
 
-def item_diffs(a: ModelEval, b: ModelEval, *, suite: str | None = None) -> list[ItemDiff]:
-    """Every (item, metric) where ``a`` and ``b`` differ, suite by suite, in item order."""
+def item_diffs(a: dict[str, SuiteResult], b: dict[str, SuiteResult], *, suite: str | None = None) -> list[ItemDiff]:
+    """Every (item, metric) where two models' suite results ``a`` and ``b`` differ, suite by suite, in item order."""
     out = []
-    for name, ra in a.suites.items():
-        rb = b.suites.get(name)
+    for name, ra in a.items():
+        rb = b.get(name)
         if rb is None or (suite and name != suite):
             continue
         by_id = {r.id: r for r in rb.items}

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from secops_ai.evals.result import HIGHER_IS_BETTER
 
 if TYPE_CHECKING:
-    from secops_ai.evals.runner import ComparedModel, GateReport
+    from secops_ai.evals.gate_report import ComparedModel, GateReport
     from secops_ai.evals.stats import PairedTest
 
 

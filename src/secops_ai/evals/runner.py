@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from secops_ai.config import Settings
 from secops_ai.config.atomic import atomic_write_text
-from secops_ai.evals.compare import Outcomes, paired_tests, suite_outcomes
-from secops_ai.evals.gate import GateConfig, GateVerdict, decide, load_gate
+from secops_ai.evals.gate import GateConfig, decide, load_gate
+from secops_ai.evals.gate_report import ComparedModel, GateReport, ModelEval
 from secops_ai.evals.holdout import ContaminationCheck
 from secops_ai.evals.report import render_report
 from secops_ai.evals.result import SuiteResult, make_result
-from secops_ai.evals.stats import PairedTest
 from secops_ai.evals.suites import SUITES, ScoreContext
 from secops_ai.inference.types import ChatBackend, GenerationParams
 from secops_ai.observability.tracing import record_finished_span, stage_span
@@ -41,55 +38,6 @@ ProgressFn = Callable[[str, int, int], None]
 
 class EvalsError(ValueError):
     """An evaluation cannot run (unknown target, missing files); the message says why."""
-
-
-class ModelEval(BaseModel):
-    """One model measured on a gate's suites."""
-
-    model: str
-    backend: str
-    gate: str
-    gate_version: int
-    fingerprint: str
-    created_at: str
-    duration_s: float
-    items: int
-    items_per_s: float
-    suites: dict[str, SuiteResult]
-
-    def metrics(self) -> dict[str, dict[str, float]]:
-        return {name: dict(r.metrics) for name, r in self.suites.items()}
-
-
-class ComparedModel(BaseModel):
-    """Another model's metrics, shown beside the candidate (production, base)."""
-
-    model: str
-    metrics: dict[str, dict[str, float]]
-    suites_passed: dict[str, bool] = Field(default_factory=dict)
-    outcomes: Outcomes = Field(default_factory=dict, description="suite -> metric -> item id -> counts.")
-    paired: list[PairedTest] = Field(default_factory=list, description="The candidate against this model.")
-
-    @classmethod
-    def of(cls, name: str, evaluation: ModelEval, candidate: ModelEval | None = None) -> ComparedModel:
-        """``evaluation`` summarised, with the candidate's paired tests against it when given."""
-        outcomes = suite_outcomes(evaluation.suites)
-        paired = paired_tests(suite_outcomes(candidate.suites), outcomes) if candidate is not None else []
-        return cls(model=name, metrics=evaluation.metrics(), outcomes=outcomes, paired=paired,
-                   suites_passed={k: v.passed for k, v in evaluation.suites.items()})
-
-
-class GateReport(BaseModel):
-    """Contents of ``evals.json``: the candidate's full results, the comparison and the verdict."""
-
-    target: str
-    gate_path: str
-    candidate: ModelEval
-    production: ComparedModel | None = None
-    base: ComparedModel | None = None
-    contamination: ContaminationCheck | None = None
-    verdict: GateVerdict
-    report_markdown: str = ""
 
 
 @dataclass

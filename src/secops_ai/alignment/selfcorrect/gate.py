@@ -25,7 +25,7 @@ def evaluate_self_corrected(settings: Settings, spec: str, mode: str, gate: str 
                             suites: list[str] | None = None, record: bool = True):
     """``spec`` (``base`` | ``production`` | ``<provider>/<run-id>``) measured by the gate with ``mode`` on.
 
-    Returns the :class:`~secops_ai.evals.runner.ModelEval` (model named ``<name>+<mode>``); with ``record``,
+    Returns the :class:`~secops_ai.evals.gate_report.ModelEval` (model named ``<name>+<mode>``); with ``record``,
     also writes it to ``<run folder>/evals-<mode>.json``.
     """
     from secops_ai.evals.gate import load_gate
