@@ -20,7 +20,7 @@ from secops_ai.config import Settings
 from secops_ai.config.atomic import atomic_write_text
 from secops_ai.config.confine import is_inside
 from secops_ai.training.config import RunConfig
-from secops_ai.training.runner import new_run_id, work_root
+from secops_ai.training.runs import new_run_id, work_root
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,52 +22,16 @@ from secops_ai.config import Settings, get_settings
 from secops_ai.config.atomic import atomic_dir, atomic_write_text
 from secops_ai.observability.tracing import set_attributes, stage_span
 from secops_ai.training.config import RunConfig
+from secops_ai.training.runs import (
+    RunResult,
+    TrainingError,
+    library_versions,
+    new_run_id,
+    resolve_model_path,
+    work_root,
+)
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(RuntimeError):
-    """A run cannot start or cannot finish; the message says why and what to do."""
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced."""
-
-    run_name: str           # "<provider>/<run-id>", the name the registry and SECOPS_ADAPTER use
-    run_id: str
-    provider: str
-    run_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-    status: str = "completed"
-
-
-def work_root(settings: Settings) -> Path:
-    return settings.workspace.storage / "training"
-
-
-def new_run_id(config: RunConfig) -> str:
-    return f"{config.default_run_prefix()}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
-
-
-def library_versions() -> dict[str, str]:
-    import accelerate
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    from secops_ai import __version__
-
-    mods = {"torch": torch, "transformers": transformers, "peft": peft, "trl": trl, "accelerate": accelerate}
-    return {**{name: str(mod.__version__) for name, mod in mods.items()}, "secops_ai": str(__version__)}
-
-
-def resolve_model_path(config: RunConfig, settings: Settings) -> Path:
-    """The base model as a local folder: a path, or a name under models/base/ (bundled one converted once)."""
-    from secops_ai.inference.loader import resolve_base_model
-
-    return resolve_base_model(settings.model_copy(update={"base_model": config.model_name_or_path}))
 
 
 def _is_main() -> bool:
@@ -184,10 +146,10 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
            callbacks: list | None) -> RunResult:
     settings = settings or get_settings()
     settings.workspace.ensure()
-    if config.provider == "llamafactory":
-        from secops_ai.training.providers import run_external
+    from secops_ai.training.providers import external_runner
 
-        return run_external(config, settings, run_id=run_id)
+    if (engine := external_runner(config)) is not None:
+        return engine(config, settings, run_id=run_id)
     if config.provider == "unsloth":
         from secops_ai.training.providers import unsloth
 

@@ -1,18 +1,24 @@
-"""Other training engines. ``builtin`` (TRL + peft) lives in :mod:`secops_ai.training.runner`."""
+"""Other training engines, looked up by name.
+
+``builtin`` (TRL + peft) is :mod:`secops_ai.training.runner` itself; ``unsloth`` plugs its model loader
+into that same runner (:mod:`.unsloth`); an engine that runs the whole job itself (LLaMA-Factory) is an
+entry of :data:`EXTERNAL_RUNNERS`. Providers import :mod:`secops_ai.training.runs`, never the runner.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from secops_ai.config import Settings
-    from secops_ai.training.config import RunConfig
-    from secops_ai.training.runner import RunResult
+from secops_ai.training.config import RunConfig
+from secops_ai.training.providers import llamafactory
+from secops_ai.training.runs import RunResult
+
+# provider name -> run(config, settings, *, run_id) for engines that train outside this process
+ExternalRunner = Callable[..., RunResult]
+EXTERNAL_RUNNERS: dict[str, ExternalRunner] = {"llamafactory": llamafactory.run}
 
 
-def run_external(config: RunConfig, settings: Settings, *, run_id: str | None = None) -> RunResult:
-    if config.provider == "llamafactory":
-        from secops_ai.training.providers.llamafactory import run
+def external_runner(config: RunConfig) -> ExternalRunner | None:
+    """The engine that runs ``config`` by itself, or ``None`` when the builtin runner trains it."""
+    return EXTERNAL_RUNNERS.get(config.provider)
 
-        return run(config, settings, run_id=run_id)
-    raise ValueError(f"provider: unknown provider {config.provider!r}")

@@ -53,7 +53,7 @@ def write_job(config: RunConfig, settings: Settings, job_dir: Path, *, output_di
     """Write dataset file, ``dataset_info.json`` and ``train.yaml`` into ``job_dir``; return the YAML's path."""
     from secops_ai.data.store import DatasetStore
     from secops_ai.training.data import resolve_dataset_ref
-    from secops_ai.training.runner import resolve_model_path
+    from secops_ai.training.runs import resolve_model_path
 
     store = DatasetStore(settings.workspace)
     dataset = store.get(resolve_dataset_ref(store, config.dataset))
@@ -107,7 +107,7 @@ def write_job(config: RunConfig, settings: Settings, job_dir: Path, *, output_di
 def run(config: RunConfig, settings: Settings, *, run_id: str | None = None):
     from secops_ai.config.atomic import atomic_dir
     from secops_ai.training.data import load_dataset_version
-    from secops_ai.training.runner import (
+    from secops_ai.training.runs import (
         RunResult,
         TrainingError,
         library_versions,

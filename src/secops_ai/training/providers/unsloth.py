@@ -16,7 +16,7 @@ def check_available() -> None:
 
     import torch
 
-    from secops_ai.training.runner import TrainingError
+    from secops_ai.training.runs import TrainingError
 
     missing = []
     if not torch.cuda.is_available():
