@@ -98,7 +98,7 @@ def plain_generate(model_dir: Path, max_tokens: int, device: str) -> float:
     """tokens/s of ``model.generate`` on the same prompts, greedy, batch 1, in this process."""
     import torch
 
-    from secops_ai.inference.backend import apply_chat_template
+    from secops_ai.inference.chat_template import apply_chat_template
     from secops_ai.inference.loader import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(model_dir, device=device)

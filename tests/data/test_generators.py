@@ -154,7 +154,7 @@ def test_one_system_prompt_policy_for_training_data_serving_and_the_gate(
     from transformers import AutoTokenizer
 
     from secops_ai.config import get_settings
-    from secops_ai.inference.backend import apply_chat_template
+    from secops_ai.inference.chat_template import apply_chat_template
 
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     user = [{"role": "user", "content": "What is CWE-79?"}]

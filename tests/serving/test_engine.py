@@ -108,7 +108,7 @@ def test_local_backend_and_generate_batch_decode_on_the_engine(tiny_llama_dir: P
     convs = [[{"role": "user", "content": f"triage finding {i}"}] for i in range(3)]
     params = GenerationParams(max_tokens=12)
     via_backend = backend.chat(convs, params)
-    from secops_ai.inference.backend import apply_chat_template
+    from secops_ai.inference.chat_template import apply_chat_template
 
     via_batch = generate_batch(model, tok, [apply_chat_template(tok, c) for c in convs], params)
     assert via_backend == via_batch

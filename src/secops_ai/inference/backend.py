@@ -34,6 +34,11 @@ class LocalBackend:
         self.batch_size = batch_size
         self._engine_client: Any = None
         self._lock = threading.Lock()
+        # Set by load(): where the weights came from, so the engine choice (SECOPS_ENGINE) can serve the
+        # same files with llama.cpp. A bare in-memory model (training) always decodes with transformers.
+        self.base_dir: Path | None = None
+        self.adapter_dir: Path | None = None
+        self.device = "cpu"
 
     @classmethod
     def load(cls, base_dir: Path, adapter_dir: Path | None = None, *, device: str = "cpu",
@@ -45,21 +50,26 @@ class LocalBackend:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-        return cls(model, tokenizer, name=name or (adapter_dir.name if adapter_dir else base_dir.name))
+        backend = cls(model, tokenizer, name=name or (adapter_dir.name if adapter_dir else base_dir.name))
+        backend.base_dir, backend.adapter_dir, backend.device = base_dir, adapter_dir, device
+        return backend
 
     @property
     def engine_client(self) -> Any:
         """The :class:`~secops_ai.inference.engine.EngineBackend` this backend submits to."""
         with self._lock:
             if self._engine_client is None:
-                from secops_ai.inference.engine import BatchEngine, EngineBackend
+                from secops_ai.config import get_settings
+                from secops_ai.inference.engine import EngineBackend
+                from secops_ai.inference.engines import build_engine
 
-                engine = BatchEngine(self.model, self.tokenizer, max_batch_size=self.batch_size,
-                                     max_queue=max(64, self.batch_size))
-                engine.start()
-                weakref.finalize(self, engine.stop)
                 # A peft model decodes with its active adapter; the engine's None means "adapters off".
                 key = getattr(self.model, "active_adapter", None) if hasattr(self.model, "peft_config") else None
+                engine = build_engine(self.model, self.tokenizer, settings=get_settings(), device=self.device,
+                                      base_dir=self.base_dir,
+                                      adapters={key: self.adapter_dir} if key and self.adapter_dir else None,
+                                      max_batch_size=self.batch_size, max_queue=max(64, self.batch_size))
+                weakref.finalize(self, engine.stop)
                 self._engine_client = EngineBackend(engine, adapter=key, name=self.name)
             return self._engine_client
 
@@ -115,24 +125,6 @@ class RemoteBackend:
             return [one(c) for c in conversations]
         with ThreadPoolExecutor(min(self.concurrency, len(conversations))) as pool:
             return list(pool.map(one, conversations))
-
-
-def apply_chat_template(tokenizer: Any, messages: list[Message]) -> str:
-    """Render a conversation with the model's own chat template, ending with the assistant's turn.
-
-    A conversation without a system message gets ``SECOPS_SYSTEM_PROMPT`` (default: the one the training data
-    uses), so the server, evals and agents all prompt the model the way it was trained.
-    """
-    from secops_ai.config import get_settings
-
-    system = get_settings().system_prompt
-    if system and not any(m.get("role") == "system" for m in messages):
-        messages = [{"role": "system", "content": system}, *messages]
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    # Models without a template (e.g. a pretrained nanoGPT export): plain "role: content" lines.
-    lines = [f"{m['role']}: {m['content']}" for m in messages]
-    return "\n".join([*lines, "assistant:"])
 
 
 def backend_from_settings(settings: Settings, model: str | None = None, *,

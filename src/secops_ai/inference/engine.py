@@ -400,7 +400,7 @@ class EngineBackend:
         self.tokenizer = engine.tokenizer
 
     def encode_chat(self, conversation: list[dict[str, str]]) -> list[int]:
-        from secops_ai.inference.backend import apply_chat_template
+        from secops_ai.inference.chat_template import apply_chat_template
 
         return self.tokenizer(apply_chat_template(self.tokenizer, conversation), add_special_tokens=False)["input_ids"]
 

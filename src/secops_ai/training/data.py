@@ -1,7 +1,7 @@
 """Turn a dataset version from the store into what a trainer consumes.
 
 SFT examples are tokenized here, not by TRL: the conversation is rendered with the tokenizer's own chat
-template (:func:`secops_ai.inference.backend.apply_chat_template` renders prompts the same way at serving
+template (:func:`secops_ai.inference.chat_template.apply_chat_template` renders prompts the same way at serving
 time) and the loss mask covers exactly the assistant turns. SmolLM2's template has no ``{% generation %}``
 markers, so TRL's ``assistant_only_loss`` cannot be used; the mask comes from character offsets of each
 assistant turn instead, which works for any prefix-preserving template.
