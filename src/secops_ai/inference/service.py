@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from secops_ai.config import Settings
-from secops_ai.inference.backend import apply_chat_template
+from secops_ai.inference.chat_template import apply_chat_template
 from secops_ai.inference.engine import BatchEngine, EngineBackend, GenRequest
 from secops_ai.inference.loader import (
     AdapterInfo,
