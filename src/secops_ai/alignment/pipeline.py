@@ -35,6 +35,7 @@ from secops_ai.alignment import pairs as pairs_mod
 from secops_ai.alignment import prompts as prompts_mod
 from secops_ai.alignment import verifiers as verifiers_mod
 from secops_ai.alignment.config import EvolveConfig
+from secops_ai.alignment.report import is_running, runs_root, write_model_card_section
 from secops_ai.config import Settings, get_settings
 from secops_ai.config.atomic import atomic_write_text
 from secops_ai.data.store import DatasetStore, GeneratorInfo, SourceRef
@@ -50,10 +51,6 @@ Progress = Callable[[str], None]
 
 class EvolveError(RuntimeError):
     """An evolve run cannot continue; the message says why and what to do."""
-
-
-def runs_root(settings: Settings) -> Path:
-    return settings.workspace.storage / "evolve"
 
 
 def run_id_for(config: EvolveConfig) -> str:
@@ -491,8 +488,6 @@ class EvolvePipeline:
                "gate_message": report.verdict.message, "no_regression_passed": not regressions,
                "regressions": regressions, "passed": passed, "promoted": promoted, "compared_to": current,
                "before": ref, "after": cand}
-        from secops_ai.alignment.report import write_model_card_section
-
         write_model_card_section(self.settings, candidate, self.run_id, it, out)
         return out
 
@@ -504,20 +499,6 @@ def _bandit_version() -> str | None:
         return version("bandit")
     except Exception:
         return None
-
-
-def is_running(settings: Settings, run_id: str) -> bool:
-    """True while some process holds the run's lock (a run in progress)."""
-    lock = runs_root(settings) / run_id / ".lock"
-    if not lock.is_file():
-        return False
-    with lock.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
 
 
 def start_background(config: EvolveConfig, settings: Settings, *, iterations: int | None = None) -> str:

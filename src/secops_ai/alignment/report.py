@@ -1,7 +1,8 @@
-"""What an evolve run reports: `evolve status`, `evolve show`, and the candidate's model card section."""
+"""Where evolve runs live and what they report: `evolve status`, `evolve show`, the candidate's model card section."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,25 @@ class RunNotFound(LookupError):
     pass
 
 
-def list_runs(settings: Settings) -> list[dict[str, Any]]:
-    from secops_ai.alignment.pipeline import runs_root
+def runs_root(settings: Settings) -> Path:
+    return settings.workspace.storage / "evolve"
 
+
+def is_running(settings: Settings, run_id: str) -> bool:
+    """True while some process holds the run's lock (a run in progress)."""
+    lock = runs_root(settings) / run_id / ".lock"
+    if not lock.is_file():
+        return False
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def list_runs(settings: Settings) -> list[dict[str, Any]]:
     root = runs_root(settings)
     out = []
     for path in sorted(root.glob("*/state.json")) if root.is_dir() else []:
@@ -31,16 +48,12 @@ def list_runs(settings: Settings) -> list[dict[str, Any]]:
 
 def _live_status(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
     """A state that says running/queued while no process holds the run's lock was killed: interrupted."""
-    from secops_ai.alignment.pipeline import is_running
-
     if state.get("status") in ("running", "queued") and not is_running(settings, state["run_id"]):
         state = {**state, "status": "interrupted" if state.get("status") == "running" else "queued"}
     return state
 
 
 def get_run(settings: Settings, run_id: str) -> dict[str, Any]:
-    from secops_ai.alignment.pipeline import runs_root
-
     if not run_id or "/" in run_id or run_id.startswith(".") or "\x00" in run_id:
         raise RunNotFound(f"no evolve run {run_id!r}")
     path = runs_root(settings) / run_id / "state.json"

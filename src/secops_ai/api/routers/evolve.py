@@ -76,8 +76,7 @@ def list_runs(settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
 @router.get("/runs/{run_id}")
 def get_run(run_id: str = Path_(..., pattern=r"^[a-z0-9][a-z0-9._-]{0,80}$"),
             settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
-    from secops_ai.alignment.pipeline import is_running
-    from secops_ai.alignment.report import RunNotFound, run_markdown
+    from secops_ai.alignment.report import RunNotFound, is_running, run_markdown
     from secops_ai.alignment.report import get_run as load
 
     try:
