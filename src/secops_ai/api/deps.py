@@ -7,8 +7,8 @@ import secrets
 from fastapi import Depends
 from starlette.requests import HTTPConnection  # a Request or a WebSocket: auth covers /agents/runs/{id}/ws too
 
-from secops_ai.api.errors import APIError
 from secops_ai.config import Settings
+from secops_ai.inference.protocol import OpenAIError as APIError
 
 
 def get_app_settings(request: HTTPConnection) -> Settings:
