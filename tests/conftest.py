@@ -22,6 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite tests the transformers engine unless a test asks for llama.cpp (tests/serving/test_llamacpp_engine.py):
+# with SECOPS_ENGINE=auto a CPU box with llama-server built would otherwise switch every test to it.
+os.environ.setdefault("SECOPS_ENGINE", "transformers")
 
 import contextlib
 

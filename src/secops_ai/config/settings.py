@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(default=4096, ge=16, description="Longer prompts get 400.")
     max_new_tokens: int = Field(default=512, ge=1, description="Upper bound on max_tokens per request.")
     device: str = Field(default="auto", description="'auto', 'cpu' or 'cuda'.")
+    # The decode engine (issue 17): llama.cpp's llama-server on a CPU, transformers on CUDA.
+    engine: Literal["auto", "transformers", "llamacpp"] = Field(
+        default="auto", description="'auto' (llama.cpp on a CPU when built, transformers on CUDA), 'transformers' "
+        "or 'llamacpp'. Serving, evals and agents all use the chosen one.")
+    gguf_quant: Literal["q4_1", "q8_0", "f16", "f32"] = Field(
+        default="q4_1", description="Weights the llama.cpp engine serves (q4_1: the bundled file as shipped; others "
+        "converted once from the base folder).")
+    llamacpp_threads: int = Field(default=0, ge=0, description="llama-server threads (0: all cores).")
     system_prompt: str = Field(
         default=DEFAULT_SYSTEM_PROMPT,
         description="System message added to conversations that have none (the one training uses); '' turns it off.",

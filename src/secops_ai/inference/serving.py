@@ -193,7 +193,7 @@ class OpenAIServing:
         generated: list[list[int]] = [[] for _ in rows]
         finishes = ["length"] * len(rows)
         run = self._start(adapter, rows if body.max_tokens > 0 else [], prompt_tokens=sum(map(len, encoded)),
-                          id_prefix="cmpl", kind="text_completion")
+                          id_prefix="cmpl", kind="text_completion", scoring=True)
         if body.max_tokens > 0:
             _, finishes = await run.collect(disconnected)
             generated = [ids + ([eos] if eos is not None else []) for ids, eos in run.token_ids]
@@ -249,13 +249,13 @@ class OpenAIServing:
                                 seed=None if body.seed is None else body.seed + i, stop=list(body.stop or []))
 
     def _start(self, adapter: str | None, rows: list[tuple[list[int], GenerationParams]], *, prompt_tokens: int,
-               id_prefix: str, kind: str) -> _Run:
+               id_prefix: str, kind: str, scoring: bool = False) -> _Run:
         engine = self.service.engine
         if engine is not None and len(rows) > engine.max_queue:
             raise OpenAIError(400, f"This request needs {len(rows)} sequences (prompts x n); the server queues at "
                                    f"most {engine.max_queue} (SECOPS_MAX_QUEUE).", param="n")
         try:
-            sub = self.service.submit(rows, adapter) if rows else None
+            sub = self.service.submit(rows, adapter, scoring=scoring) if rows else None
         except Exception as exc:
             raise translate(exc) from exc
         model_id = self.service.public_id(adapter)

@@ -1,0 +1,321 @@
+"""The llama.cpp CPU engine: a managed ``llama-server`` behind the same engine interface as :class:`BatchEngine`.
+
+``secops-ai serve``, evals and agents submit :class:`GenRequest` rows here exactly as they do to the
+transformers engine; each row becomes one streamed ``/completion`` call to a private ``llama-server``
+(127.0.0.1, a free port, killed with us) that does the continuous batching in C++. What is sent is the
+prompt's *token ids*, rendered by our own chat template and system-prompt policy, so llama.cpp decodes
+exactly what the transformers engine would have been asked.
+
+LoRA adapters are loaded once at start (``--lora ... --lora-init-without-apply``) and chosen per request
+(the ``lora`` field), keyed like peft adapters. What llama.cpp cannot do goes to the transformers engine
+kept alongside (``fallback``), with a logged reason: rows with a logits processor (token masks), adapters
+added after start, and teacher-forced scoring (echo + prompt logprobs), which the service runs on the
+transformers model itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from secops_ai.inference.engine import BatchEngine, GenRequest, QueueFullError
+
+log = logging.getLogger(__name__)
+
+_UINT32 = 2**32
+
+
+class LlamaServerError(RuntimeError):
+    """``llama-server`` did not start or stopped answering."""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it if we are killed (Linux)
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LlamaServer:
+    """One ``llama-server`` subprocess on 127.0.0.1:<free port>; :meth:`stop` (or our exit) ends it."""
+
+    def __init__(self, binary: Path, model: Path, *, loras: list[Path] | None = None, threads: int = 0,
+                 parallel: int = 8, ctx_per_slot: int = 4096) -> None:
+        self.binary, self.model, self.loras = binary, model, list(loras or [])
+        self.threads = threads or os.cpu_count() or 2
+        self.parallel, self.ctx_per_slot = parallel, ctx_per_slot
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        cmd = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
+               "-t", str(self.threads), "-np", str(self.parallel), "-c", str(self.ctx_per_slot * self.parallel),
+               "--no-webui", "--no-slots"]
+        for lora in self.loras:
+            cmd += ["--lora", str(lora)]
+        if self.loras:
+            cmd.append("--lora-init-without-apply")  # applied per request, never globally
+        return cmd
+
+    def log_tail(self, chars: int = 2000) -> str:
+        self._log.seek(0)
+        return self._log.read()[-chars:]
+
+    def start(self, timeout: float = 120.0) -> None:
+        import httpx
+
+        self.port = _free_port()
+        log.info("starting llama-server: %s", " ".join(self.command()))
+        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LlamaServerError(f"llama-server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        self.stop()
+        raise LlamaServerError(f"llama-server not healthy after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class LlamaCppEngine:
+    """Drop-in for :class:`BatchEngine` that decodes on ``llama-server``; ``fallback`` serves what it cannot.
+
+    ``loras`` maps an engine adapter key (the peft key the service hands out) to its GGUF LoRA file.
+    """
+
+    kind = "llamacpp"
+
+    def __init__(self, fallback: BatchEngine, server: LlamaServer, loras: dict[str, Path], *,
+                 on_queue_depth: Callable[[int], None] | None = None) -> None:
+        self.fallback = fallback
+        self.server = server
+        self.lora_ids = {key: i for i, key in enumerate(loras)}
+        server.loras = list(loras.values())
+        self.max_batch_size = server.parallel
+        self.max_queue = fallback.max_queue
+        self._on_queue_depth = on_queue_depth or (lambda _n: None)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending = 0  # rows submitted to llama.cpp and not finished
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._stopping = False
+        self._warned: set[str] = set()
+
+    # -- what callers read from an engine ---------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        return self.fallback.model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self.fallback.model = value
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.fallback.tokenizer
+
+    @property
+    def model_lock(self) -> threading.Lock:
+        return self.fallback.model_lock
+
+    @property
+    def eos_ids(self) -> list[int]:
+        return self.fallback.eos_ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self.fallback.vocab_size
+
+    @property
+    def max_positions(self) -> int:
+        return min(self.fallback.max_positions, self.server.ctx_per_slot)
+
+    def _adapter_ctx(self, adapter: str | None):
+        return self.fallback._adapter_ctx(adapter)
+
+    @property
+    def queue_depth(self) -> int:
+        return max(0, self._pending - self.max_batch_size) + self.fallback.queue_depth
+
+    @property
+    def running(self) -> bool:
+        return self._pool is not None and not self._stopping and self.server.proc is not None
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        import httpx
+
+        self.server.start()
+        self.fallback.start()
+        # one worker per row in flight: llama-server batches them; more would only queue inside it
+        self._pool = ThreadPoolExecutor(max_workers=self.max_batch_size + self.max_queue,
+                                        thread_name_prefix="secops-llamacpp")
+        self._client = httpx.Client(timeout=httpx.Timeout(None, connect=10),
+                                    limits=httpx.Limits(max_connections=self.max_batch_size + self.max_queue))
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        self._stopping = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.server.stop()
+        if self._client is not None:
+            self._client.close()
+        self.fallback.stop()
+
+    # -- submission -------------------------------------------------------------------------------
+    def submit(self, req: GenRequest) -> None:
+        self.submit_many([req])
+
+    def submit_many(self, reqs: list[GenRequest]) -> None:
+        """Queue every row of one request, or none (QueueFullError), as :meth:`BatchEngine.submit_many`."""
+        native = [r for r in reqs if self._native(r)]
+        foreign = [r for r in reqs if not self._native(r)]
+        for req in native:
+            self.fallback._check(req)
+        if self._stopping or self._pool is None:
+            raise RuntimeError("the engine is stopped")
+        with self._lock:
+            waiting = max(0, self._pending - self.max_batch_size)
+            if waiting + len(native) > self.max_queue:
+                raise QueueFullError(f"{waiting} sequences are already waiting and this request needs "
+                                     f"{len(reqs)}; at most {self.max_queue} may wait (SECOPS_MAX_QUEUE)")
+            if foreign:
+                self.fallback.submit_many(foreign)
+            self._pending += len(native)
+            self._on_queue_depth(max(0, self._pending - self.max_batch_size))
+        for req in native:
+            self._pool.submit(self._run, req)
+
+    def _native(self, req: GenRequest) -> bool:
+        reason = None
+        if req.logits_processor is not None:
+            reason = "a token mask (constrained decoding) needs the transformers engine"
+        elif req.adapter is not None and req.adapter not in self.lora_ids:
+            reason = f"adapter {req.adapter} has no GGUF LoRA in the running llama-server (added after start)"
+        if reason is None:
+            return True
+        if reason not in self._warned:  # once per reason: never a silent change of engine
+            self._warned.add(reason)
+            log.warning("llama.cpp engine: %s; such rows run on the transformers engine", reason)
+        return False
+
+    def _body(self, req: GenRequest) -> dict[str, Any]:
+        p = req.params
+        budget = max(1, min(p.max_tokens, self.max_positions - len(req.prompt_ids)))
+        body: dict[str, Any] = {
+            "prompt": req.prompt_ids, "n_predict": budget, "stream": True, "return_tokens": True,
+            "cache_prompt": True, "temperature": p.temperature, "top_p": p.top_p,
+            # exactly our sampling: temperature, then nucleus; no top-k / min-p / penalties of llama.cpp's own
+            "top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0, "samplers": ["temperature", "top_p"],
+            "stop": list(p.stop), "lora": [{"id": i, "scale": 1.0 if key == req.adapter else 0.0}
+                                           for key, i in self.lora_ids.items()]}
+        if p.seed is not None:  # llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random"
+            body["seed"] = min(p.seed % _UINT32, _UINT32 - 2)
+        return body
+
+    def _run(self, req: GenRequest) -> None:
+        tokens: list[int] = []
+        try:
+            if req.cancelled.is_set():
+                return self._finish(req, "cancelled", tokens, None)
+            with self._client.stream("POST", f"{self.server.url}/completion", json=self._body(req)) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    raise LlamaServerError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
+                for line in resp.iter_lines():
+                    if req.cancelled.is_set():  # closing the stream makes llama-server free the slot
+                        return self._finish(req, "cancelled", tokens, None)
+                    if not line.startswith("data: "):
+                        continue
+                    event = json.loads(line[6:])
+                    if "error" in event:
+                        raise LlamaServerError(str(event["error"]))
+                    tokens.extend(event.get("tokens") or [])
+                    if event.get("content"):
+                        _emit(req, "delta", event["content"])
+                    if event.get("stop"):
+                        kind = event.get("stop_type")
+                        eos = None
+                        if kind == "eos" and tokens and tokens[-1] in self.eos_ids:
+                            eos = tokens.pop()
+                        elif kind == "eos":
+                            eos = self.eos_ids[0]
+                        return self._finish(req, "length" if kind == "limit" else "stop", tokens, eos)
+            raise LlamaServerError("llama-server closed the stream before the end")
+        except Exception:
+            if self._stopping:
+                exc = RuntimeError("server is shutting down")
+            log.warning("llama.cpp row failed: %s", exc)
+            _end(req, "error", f"generation failed: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._pending -= 1
+                self._on_queue_depth(max(0, self._pending - self.max_batch_size))
+
+    @staticmethod
+    def _finish(req: GenRequest, reason: str, tokens: list[int], eos: int | None) -> None:
+        _end(req, "done", {"finish_reason": reason, "completion_tokens": len(tokens), "token_ids": list(tokens),
+                           "eos_token": eos})
+
+
+def _emit(req: GenRequest, kind: str, payload: Any) -> None:
+    try:
+        req.emit(kind, payload)
+    except Exception as exc:  # a gone receiver (closed event loop) cancels its row
+        log.warning("dropping a %s event for a gone receiver: %s", kind, exc)
+        req.cancelled.set()
+
+
+def _end(req: GenRequest, kind: str, payload: Any) -> None:
+    if req.ended:
+        return
+    req.ended = True
+    _emit(req, kind, payload)
+
+
+if sys.platform != "linux":  # PR_SET_PDEATHSIG is Linux-only; elsewhere atexit alone stops the child
+    _die_with_parent = None  # type: ignore[assignment]

@@ -1,0 +1,206 @@
+"""The llama.cpp engine (issue 17): `secops-ai serve` with SECOPS_ENGINE=llamacpp behind the same OpenAI routes,
+auth, limits and error shapes; evals/agents decode through it too; whatever it cannot do falls back, logged.
+
+These tests need the pinned llama-server that `make setup` builds: without it they fail (never skip) and say so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from openai import OpenAI
+
+from secops_ai.inference.llamacpp_build import server_binary, source_dir
+from secops_ai.inference.types import GenerationParams
+from tests.conftest import ServerProcess, make_lora_adapter
+
+KEY = "k-llama"
+PROMPTS = [[{"role": "user", "content": text}] for text in (
+    "Explain SQL injection in one line.", "Is port 23 safe to expose?", "What does CWE-79 describe?")]
+GREEDY = GenerationParams(max_tokens=20, temperature=0.0)
+ENGINE = {"SECOPS_ENGINE": "llamacpp", "SECOPS_GGUF_QUANT": "f32", "SECOPS_LLAMACPP_THREADS": "2"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _built() -> None:
+    if server_binary() is None or source_dir() is None:
+        pytest.fail("llama-server is not built: run `make setup` (python -m secops_ai.inference.llamacpp_build)")
+
+
+@pytest.fixture(scope="module")
+def llama_home(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Path:
+    home = tmp_path_factory.mktemp("llama") / "secops-home"
+    make_lora_adapter(tiny_llama_dir, home / "models" / "builtin" / "run-a", seed=11)
+    return home
+
+
+@pytest.fixture(scope="module")
+def llama_server(llama_home: Path, tiny_llama_dir: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess({"SECOPS_HOME": str(llama_home), "SECOPS_BASE_MODEL": str(tiny_llama_dir),
+                          "SECOPS_API_KEYS": KEY, "SECOPS_MAX_NEW_TOKENS": "64", **ENGINE})
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(llama_server: ServerProcess) -> OpenAI:
+    return OpenAI(base_url=f"{llama_server.base_url}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def _flat(log: str) -> str:
+    return " ".join(log.split())  # the console log wraps long lines
+
+
+def _chat(client: OpenAI, model: str, conv: list[dict[str, str]], **kw) -> str:
+    return client.chat.completions.create(model=model, messages=conv, max_tokens=20, temperature=0,
+                                          **kw).choices[0].message.content
+
+
+def _llama_children(server: ServerProcess) -> list[psutil.Process]:
+    return [p for p in psutil.Process(server.proc.pid).children(recursive=True) if p.name() == "llama-server"]
+
+
+def test_served_by_a_llama_server_child_with_the_adapter_as_gguf(llama_server: ServerProcess,
+                                                                 llama_home: Path) -> None:
+    children = _llama_children(llama_server)
+    assert len(children) == 1
+    cmd = children[0].cmdline()
+    assert "127.0.0.1" in cmd and "--lora-init-without-apply" in cmd
+    gguf = llama_home / "models" / "builtin" / "run-a" / "adapter-f32.gguf"
+    assert str(gguf) in cmd and gguf.stat().st_size > 0  # converted by llama.cpp's converter, beside the adapter
+
+
+@pytest.fixture(scope="module")
+def served_texts(client: OpenAI, tiny_llama_dir: Path) -> dict[str, list[str]]:
+    return {model: [_chat(client, model, conv) for conv in PROMPTS] for model in (tiny_llama_dir.name, "builtin/run-a")}
+
+
+def test_same_auth_and_error_shapes(llama_server: ServerProcess) -> None:
+    url = f"{llama_server.base_url}/v1/chat/completions"
+    body = {"messages": PROMPTS[0], "max_tokens": 4}
+    assert httpx.post(url, json=body, timeout=30).status_code == 401
+    bad = httpx.post(url, json={**body, "model": "nobody/none"}, headers={"Authorization": f"Bearer {KEY}"},
+                     timeout=30)
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "model_not_found"
+    over = httpx.post(url, json={**body, "max_tokens": 65}, headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
+    assert over.status_code == 400 and over.json()["error"]["param"] == "max_tokens"
+
+
+def test_adapter_applied_per_request_and_greedy_repeatable(client: OpenAI, served_texts: dict[str, list[str]],
+                                                           tiny_llama_dir: Path) -> None:
+    base, adapted = served_texts[tiny_llama_dir.name], served_texts["builtin/run-a"]
+    assert all(base) and base != adapted  # the LoRA really changes the output, per request
+    # interleaved requests for base and adapter do not leak the LoRA into each other
+    assert _chat(client, tiny_llama_dir.name, PROMPTS[0]) == base[0]
+    assert _chat(client, "builtin/run-a", PROMPTS[0]) == adapted[0]
+
+
+def test_stream_stop_length_seed(client: OpenAI, served_texts: dict[str, list[str]], tiny_llama_dir: Path) -> None:
+    model = "builtin/run-a"  # the tiny base only says newlines; its adapter says words
+    full = served_texts[model][1]
+    stream = client.chat.completions.create(model=model, messages=PROMPTS[1], max_tokens=20, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == full
+    assert chunks[-1].usage.completion_tokens <= 20
+    # stop: cut before the first occurrence, finish_reason "stop"
+    word = full[len(full) // 2:len(full) // 2 + 3]
+    cut = client.chat.completions.create(model=model, messages=PROMPTS[1], max_tokens=20, temperature=0, stop=[word])
+    assert cut.choices[0].message.content == full[:full.index(word)]
+    assert cut.choices[0].finish_reason == "stop"
+    # length: exactly max_tokens tokens
+    short = client.chat.completions.create(model=model, messages=PROMPTS[1], max_tokens=3, temperature=0)
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 3
+    # n + seed: a seeded sampled request repeats; choices get seed+i, so they differ from each other
+    sampled = [client.chat.completions.create(model=model, messages=PROMPTS[2], max_tokens=16, temperature=1.0,
+                                              n=2, seed=7) for _ in range(2)]
+    texts = [[c.message.content for c in r.choices] for r in sampled]
+    assert texts[0] == texts[1] and len(texts[0]) == 2 and texts[0][0] != texts[0][1]
+
+
+def test_logprobs_fall_back_to_transformers_logged(llama_server: ServerProcess, client: OpenAI) -> None:
+    resp = client.completions.create(model="default", prompt="port 22 is", max_tokens=1, echo=True, logprobs=1,
+                                     temperature=0)
+    lp = resp.choices[0].logprobs
+    assert lp.token_logprobs[0] is None and all(v <= 0 for v in lp.token_logprobs[1:])
+    # the logged reason is checked once the server has stopped (its stdout log is flushed then): see the last test
+
+
+def test_gate_backend_decodes_what_v1_serves(llama_home: Path, tiny_llama_dir: Path,
+                                             served_texts: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+                                             ) -> None:
+    """One path: the eval gate's in-process backend runs on the same llama.cpp engine, same GGUF, same LoRA."""
+    from secops_ai.config import Settings, get_settings
+    from secops_ai.evals.runner import Target, make_backend
+    from secops_ai.inference.llamacpp_engine import LlamaCppEngine
+
+    for k, v in ENGINE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    settings = Settings(home=llama_home, base_model=str(tiny_llama_dir))
+    run = llama_home / "models" / "builtin" / "run-a"
+    for target, model in ((Target("builtin/run-a", run, "adapter", run), "builtin/run-a"),
+                          (Target("base", tiny_llama_dir, "base", tiny_llama_dir), tiny_llama_dir.name)):
+        backend = make_backend(settings, target)
+        try:
+            assert isinstance(backend.engine_client.engine, LlamaCppEngine)
+            assert backend.chat(PROMPTS, GREEDY) == served_texts[model]
+        finally:
+            backend.close()
+    get_settings.cache_clear()
+
+
+def test_unstartable_llama_server_falls_back_with_a_warning(llama_home: Path, tiny_llama_dir: Path,
+                                                            tmp_path: Path) -> None:
+    fake = tmp_path / "llama-server"
+    fake.write_text("#!/bin/sh\necho 'broken build' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    proc = ServerProcess({"SECOPS_HOME": str(llama_home), "SECOPS_BASE_MODEL": str(tiny_llama_dir), **ENGINE,
+                          "SECOPS_LLAMACPP_SERVER": str(fake)})
+    try:
+        reply = httpx.post(f"{proc.base_url}/v1/completions", json={"prompt": "hi", "max_tokens": 2}, timeout=60)
+        assert reply.status_code == 200
+    finally:
+        log = proc.output()
+    log = _flat(log)
+    assert "llama.cpp did not start" in log and "broken build" in log and "using the transformers engine" in log
+
+
+def test_engine_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from secops_ai.config import Settings
+    from secops_ai.inference.engines import choose_engine
+
+    assert choose_engine(Settings(engine="auto"), "cpu")[0] == "llamacpp"
+    assert choose_engine(Settings(engine="auto"), "cuda")[0] == "transformers"
+    assert choose_engine(Settings(engine="transformers"), "cpu")[0] == "transformers"
+    monkeypatch.setenv("SECOPS_LLAMACPP_CACHE", str(tmp_path))  # nothing built there
+    monkeypatch.delenv("SECOPS_LLAMACPP_SERVER", raising=False)
+    kind, why = choose_engine(Settings(engine="llamacpp"), "cpu")
+    assert kind == "transformers" and "make setup" in why
+
+
+def test_build_step_reuses_an_existing_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from secops_ai.inference import llamacpp_build
+
+    binary, src = server_binary(), source_dir()
+    monkeypatch.setenv("SECOPS_LLAMACPP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SECOPS_LLAMACPP_SERVER", str(binary))
+    monkeypatch.setenv("SECOPS_LLAMACPP_SOURCE", str(src))
+    assert llamacpp_build.main() == 0
+    copied = tmp_path / "cache" / "bin" / "llama-server"
+    assert copied.is_file() and os.access(copied, os.X_OK) and copied.stat().st_size == binary.stat().st_size
+
+
+def test_llama_server_ends_with_the_server(llama_server: ServerProcess) -> None:
+    children = _llama_children(llama_server)
+    log = llama_server.output()  # stops the server (the last test of the module)
+    assert "engine: llama.cpp" in _flat(log)
+    assert "logprobs/echo requests run on the transformers engine" in _flat(log)
+    psutil.wait_procs(children, timeout=15)
+    assert not any(c.is_running() for c in children)
