@@ -42,9 +42,11 @@ def test_agent_run_reports_bad_input_by_name(workspace, tmp_path: Path) -> None:
     bad.write_text('{"actions": [}')
     out = CliRunner().invoke(app, ["agent", "run", "x", "--workspace", str(tmp_path), "--script", str(bad)],
                              env={"COLUMNS": "300"})
-    assert out.exit_code == 2 and "bad.json: line 1" in out.output
+    assert out.exit_code == 1 and "bad.json: line 1" in out.output and out.output.startswith("error: --script")
     missing = CliRunner().invoke(app, ["agent", "replay", "run-missing"], env={"COLUMNS": "300"})
-    assert missing.exit_code == 2 and "no trajectory" in missing.output
+    assert missing.exit_code == 1 and "no trajectory" in missing.output
+    bad_mode = CliRunner().invoke(app, ["agent", "run", "x", "--workspace", str(tmp_path), "--mode", "fast"])
+    assert bad_mode.exit_code == 2 and "--mode: 'fast': choose auto, guided or free" in bad_mode.output
 
 
 def test_the_final_patch_is_printed_as_a_coloured_unified_diff(monkeypatch) -> None:

@@ -98,7 +98,7 @@ def test_the_cli_refuses_an_unknown_model_before_loading_anything(workspace, vul
 
     result = CliRunner().invoke(app, ["agent", "run", "fix", "--workspace", str(vulnerable_repo),
                                       "--model", "builtin/nope"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "builtin/nope" in result.output and "not found" in result.output
     assert list(workspace.agent_runs.glob("*.jsonl")) == []
 

@@ -16,7 +16,7 @@ def test_validate_names_the_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\nprofiles:\n  p:\n    secrets: shred\nmodels: {'*': p}\n")
     result = CliRunner().invoke(app, ["guardrails", "validate", str(bad)])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert f"{bad.resolve()}:4: secrets: unknown action 'shred'" in result.output
     ok = CliRunner().invoke(app, ["guardrails", "validate", "default"])
     assert ok.exit_code == 0 and "model production -> strict" in ok.output
@@ -38,4 +38,6 @@ def test_check_and_list(workspace: Workspace, intent_artefact: Path) -> None:
     listed = runner.invoke(app, ["guardrails", "list"])
     assert "intent-test" in listed.output
     missing = runner.invoke(app, ["guardrails", "check", "x", "--policy", "no-such-policy"])
-    assert missing.exit_code == 2 and "no such guardrails policy file" in missing.output
+    assert missing.exit_code == 1 and "no such guardrails policy file" in missing.output
+    no_policy = runner.invoke(app, ["guardrails", "check", "x"], env={"SECOPS_GUARDRAILS_POLICY": ""})
+    assert no_policy.exit_code == 2 and "no policy: pass --policy" in no_policy.output

@@ -79,3 +79,19 @@ def test_cli_errors_name_the_key_or_file(workspace: Workspace, tmp_path: Path) -
                           env={"SECOPS_OBFUSCATION_KEY": ""})
     assert nokey.exit_code == 1 and "needs a key" in nokey.output
     assert runner.invoke(app, ["pretrain", "export", "nope"]).exit_code == 1
+
+
+def test_scoring_applies_the_corpus_pseudonyms_only_with_the_corpus_key() -> None:
+    from secops_ai.data.obfuscation import Pseudonymizer
+    from secops_ai.training.pretrain.anomaly import KeyMismatchError, corpus_pseudonymizer
+
+    line = "Jan  5 09:12:01 web1 sshd[4242]: Accepted password for alice from 203.0.113.9 port 50022 ssh2"
+    meta = {"obfuscation": {"pseudonymised": True, "key_id": Pseudonymizer(KEY).key_id}}
+    apply = corpus_pseudonymizer(meta, KEY)
+    assert apply is not None and apply(line) == Pseudonymizer(KEY).text(line) and "203.0.113.9" not in apply(line)
+    assert corpus_pseudonymizer({"obfuscation": {"pseudonymised": False}}, None) is None
+    assert corpus_pseudonymizer({}, KEY) is None  # public text: lines are scored as given
+    with pytest.raises(KeyMismatchError, match="pass the same key"):
+        corpus_pseudonymizer(meta, None)
+    with pytest.raises(KeyMismatchError, match="not the corpus' key id"):
+        corpus_pseudonymizer(meta, "another-key")

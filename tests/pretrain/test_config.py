@@ -55,3 +55,22 @@ def test_experiment_flags_are_off_by_default() -> None:
 def test_shipped_configs_validate(path: Path) -> None:
     cfg = load_config(path)
     assert cfg.corpus
+
+
+def test_resuming_reads_the_runs_own_config_pins_its_id_and_applies_overrides(tmp_path: Path) -> None:
+    from secops_ai.config import Workspace
+    from secops_ai.training.pretrain.config import PretrainConfig, dump_config
+    from secops_ai.training.pretrain.train import run_config, runs_dir
+
+    ws = Workspace(tmp_path / "home").ensure()
+    saved = runs_dir(ws) / "r1" / "config.yaml"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(dump_config(PretrainConfig(corpus="logs-v1", run_id="r1", max_iters=40, batch_size=3)))
+    cfg = run_config(ws, None, ["max_iters=80"], resume="r1")
+    assert (cfg.corpus, cfg.run_id, cfg.max_iters, cfg.batch_size) == ("logs-v1", "r1", 80, 3)
+    other = tmp_path / "other.yaml"
+    other.write_text("corpus: logs-v2\nrun_id: someone-else\n")
+    assert run_config(ws, other, [], resume="r1").run_id == "r1"  # an explicit config still resumes r1
+    assert run_config(ws, other, ["seed=5"]).run_id == "someone-else"  # not resuming: the file decides
+    with pytest.raises(ConfigError, match="no such config file"):
+        run_config(ws, None, [], resume="r2")

@@ -18,6 +18,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from secops_ai.cli.failure import EXIT_USAGE, fail
+
 app = typer.Typer(no_args_is_help=True)
 console = Console()
 
@@ -55,7 +57,7 @@ def run(
     from secops_ai.config import get_settings
 
     if approve not in ("ask", "deny", "allow"):
-        raise typer.BadParameter("choose ask, deny or allow", param_hint="--approve")
+        fail(f"--approve: {approve!r}: choose ask, deny or allow", EXIT_USAGE)
     _check_mode(mode)
     _check_model(model if not script else None)
     interactive = approve == "ask" and sys.stdin.isatty()
@@ -68,9 +70,9 @@ def run(
             approval=approve if approve != "ask" or interactive else "deny", reflect=reflect,
             mode=mode)  # type: ignore[arg-type]
     except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"{script}: line {exc.lineno}: {exc.msg}", param_hint="--script") from None
+        fail(f"--script {script}: line {exc.lineno}: {exc.msg}")
     except ValidationError as exc:
-        raise typer.BadParameter(_first_error(exc), param_hint="--script" if script else "options") from None
+        fail(f"{'--script ' + str(script) if script else 'options'}: {_first_error(exc)}")
     if approve == "ask" and not interactive:
         console.print("[yellow]stdin is not a terminal: high-risk actions will be refused (use --approve).[/]")
 
@@ -80,7 +82,7 @@ def run(
     try:
         handle = manager.start(request, operator=True)  # the CLI is the operator: any folder, any policy
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        fail(str(exc))
     console.print(f"run [bold]{handle.run_id}[/] → {manager.runs_dir / (handle.run_id + '.jsonl')}")
     seq = -1
     try:
@@ -123,8 +125,7 @@ def replay(
     try:
         events = read_events(trajectory_path(get_settings().workspace.agent_runs, run_id))
     except TrajectoryError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        fail(str(exc))
     for event in events:
         if json_events:
             print(json.dumps(event, ensure_ascii=False))
@@ -180,7 +181,7 @@ def eval_agent(
     _check_mode(mode)
     _check_model(model)
     if start + n > 1000:
-        raise typer.BadParameter(f"held-out seeds are 0..999; --start {start} --n {n} goes past them")
+        fail(f"held-out seeds are 0..999; --start {start} --n {n} goes past them", EXIT_USAGE)
     budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds,
                     tokens_per_call=tokens_per_call)
 
@@ -273,7 +274,7 @@ def print_patch(patch: str) -> None:
 
 def _check_mode(mode: str) -> None:
     if mode not in ("auto", "guided", "free"):
-        raise typer.BadParameter(f"{mode!r}: choose auto, guided or free", param_hint="--mode")
+        fail(f"--mode: {mode!r}: choose auto, guided or free", EXIT_USAGE)
 
 
 def _check_model(model: str | None) -> None:
@@ -284,7 +285,7 @@ def _check_model(model: str | None) -> None:
     try:
         check_model(get_settings(), model)
     except UnknownModelError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--model") from None
+        fail(f"--model: {exc}")
 
 
 def _is(event: dict[str, Any], name: str) -> bool:

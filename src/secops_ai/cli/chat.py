@@ -11,6 +11,8 @@ import sys
 import typer
 from rich.console import Console
 
+from secops_ai.cli.failure import fail
+
 console = Console()
 
 
@@ -50,8 +52,7 @@ def chat(
         with console.status("loading the model..."):
             service.load_sync()
         if not service.ready.is_set():
-            console.print(f"[red]error:[/] {service.load_error}")
-            raise typer.Exit(2)
+            fail(str(service.load_error))
         adapter = service.resolve(model)
         params = GenerationParams(max_tokens=max_tokens, temperature=temperature)
 

@@ -19,6 +19,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from secops_ai.cli.failure import EXIT_USAGE, fail
+
 app = typer.Typer(no_args_is_help=True, help="Evaluation suites and promotion gates.")
 console = Console()
 err = Console(stderr=True)
@@ -41,11 +43,6 @@ def gate_progress() -> Progress:
     """One bar per suite: items done of total, items/s, elapsed and ETA."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ItemsPerSecond(),
                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
 
 
 @app.command("run", help="Evaluate a model on the gate's suites, compare with production and base, record the "
@@ -71,7 +68,7 @@ def run(
     from secops_ai.evals.runner import EvalsError, run_gate
 
     if self_correct not in ("off", "intrinsic", "verified"):
-        _fail(f"--self-correct must be off, intrinsic or verified; got {self_correct!r}")
+        fail(f"--self-correct must be off, intrinsic or verified; got {self_correct!r}", EXIT_USAGE)
     corrected = None
 
     with gate_progress() as progress:
@@ -91,7 +88,7 @@ def run(
                 corrected = evaluate_self_corrected(get_settings(), target, self_correct, gate, endpoint=endpoint,
                                                     api_key=api_key, progress=on_progress, record=record)
         except (EvalsError, GateConfigError, FileNotFoundError, ValueError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if corrected is not None:
         for suite, metrics in corrected.metrics().items():
             plain = report.candidate.metrics().get(suite, {})
@@ -121,7 +118,7 @@ def show(
     provider, _, run_id = target.partition("/")
     report = load_results(get_settings(), provider, run_id) if run_id else None
     if report is None:
-        _fail(f"no evaluation results for {target!r}; run `secops-ai eval run {target}` first", 1)
+        fail(f"no evaluation results for {target!r}; run `secops-ai eval run {target}` first")
     if as_json:
         console.print_json(report.model_dump_json())
         return
@@ -151,17 +148,20 @@ def contamination(
     gate: str = typer.Option(None, "--gate", "-g", help="Gate whose prompts are checked (default: default)."),
 ) -> None:
     from secops_ai.config import get_settings
-    from secops_ai.evals.gate import load_gate
+    from secops_ai.evals.gate import GateConfigError, load_gate
     from secops_ai.evals.runner import check_contamination
 
-    config, _ = load_gate(gate)
+    try:
+        config, _ = load_gate(gate)
+    except GateConfigError as exc:
+        fail(str(exc))
     check = check_contamination(get_settings(), config)  # the same check every `eval run` reports
     if not check.found:
         console.print(check.summary())
         return
     for finding in check.found[:50]:
         console.print(finding, soft_wrap=True)
-    _fail(f"{len(check.found)} contaminated record(s)", 1)
+    fail(f"{len(check.found)} contaminated record(s)")
 
 
 @app.command("diff", help="Items whose outcome differs between two models' stored gate results, with the paired "
@@ -182,12 +182,12 @@ def diff(
         provider, _, run_id = spec.partition("/")
         report = load_results(settings, provider, run_id) if run_id else None
         if report is None:
-            _fail(f"no evaluation results for {spec!r}; run `secops-ai eval run {spec}` first", 1)
+            fail(f"no evaluation results for {spec!r}; run `secops-ai eval run {spec}` first")
         loaded.append(report.candidate)
     ea, eb = loaded
     if ea.fingerprint != eb.fingerprint:
-        _fail(f"{a} and {b} were measured with different gate settings ({ea.gate} {ea.fingerprint} vs "
-              f"{eb.gate} {eb.fingerprint}); re-run both with the same gate", 1)
+        fail(f"{a} and {b} were measured with different gate settings ({ea.gate} {ea.fingerprint} vs "
+             f"{eb.gate} {eb.fingerprint}); re-run both with the same gate")
     tests = [t for t in paired_tests(suite_outcomes(ea.suites), suite_outcomes(eb.suites))
              if not suite or t.suite == suite]
     diffs = item_diffs(ea.suites, eb.suites, suite=suite)

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
-from rich.text import Text
+
+from secops_ai.cli.failure import fail
 
 app = typer.Typer(no_args_is_help=True, help="Self-improving alignment: actor, judge, meta-judge, verifiers -> "
                                              "preference data -> DPO -> gate.")
 console = Console()
 _err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    _err.print(Text.assemble(("error:", "bold red"), " ", str(message)), highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _config_path(spec: str) -> Path:
@@ -47,15 +42,15 @@ def run(
     try:
         cfg = EvolveConfig.from_yaml(_config_path(config))
     except EvolveConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     pipeline = EvolvePipeline(cfg, progress=lambda msg: _err.print(f"[dim]{msg}[/dim]", highlight=False))
     _err.print(f"evolve run {pipeline.run_id} ({pipeline.dir})", highlight=False)
     try:
         state = pipeline.run(iterations)
     except EvolveError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except (ValueError, FileNotFoundError, LookupError, RuntimeError) as exc:
-        _fail(f"{type(exc).__name__}: {exc} (rerun the same command to resume: finished stages are kept)")
+        fail(f"{type(exc).__name__}: {exc} (rerun the same command to resume: finished stages are kept)")
     if as_json:
         console.print_json(json.dumps(state))
     else:
@@ -96,7 +91,7 @@ def show(run_id: str = typer.Argument(..., help="A run id from `evolve status`."
     try:
         state = get_run(get_settings(), run_id)
     except RunNotFound as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         console.print_json(json.dumps(state))
     else:

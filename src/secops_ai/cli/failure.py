@@ -5,9 +5,15 @@ scanner's ``[rule]`` reaches the user intact.
 
 Exit codes (the same for every command):
 
-* ``1`` (:data:`EXIT_ERROR`): the command could not do what was asked (bad input, missing file or
-  dataset, invalid config, refused operation, a dataset that does not verify); the message says what to fix.
-* ``2`` (:data:`EXIT_USAGE`): the arguments themselves are wrong (Click uses 2 for this too).
+* ``0``: done; for a command that checks something (``eval run``, ``guardrails gate``, ``evolve run``,
+  ``agent run``, ``data verify``, ``eval contamination``, ``guardrails validate``), the check passed.
+* ``1`` (:data:`EXIT_ERROR`): the command could not do what was asked (bad input file, missing dataset, model
+  or run, invalid config or policy, refused operation) or the check it ran did not pass; the message says
+  what to fix.
+* ``2`` (:data:`EXIT_USAGE`): the command line itself is wrong: an option value outside its choices or range,
+  a required option missing (Click uses 2 for its own usage errors too).
+
+Every command fails through :func:`fail`; none has its own error printer.
 """
 
 from __future__ import annotations

@@ -9,14 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from secops_ai.cli.failure import EXIT_USAGE, fail, warn
+
 app = typer.Typer(no_args_is_help=True, help="Serving-time guardrails: intent classifier, policies, checks.")
 console = Console()
-err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _policy_prompts() -> tuple[list[str], list[str]]:
@@ -29,7 +25,7 @@ def _policy_prompts() -> tuple[list[str], list[str]]:
     try:
         benign = [p["prompt"] for p in load_benign()]
     except SharedDataNotFound as exc:
-        err.print(f"warning: {exc}; benign false-refusal figures skipped", markup=False)
+        warn(f"{exc}; benign false-refusal figures skipped")
         benign = []
     return harmful, benign
 
@@ -56,7 +52,7 @@ def train_cmd(
     harmful, benign = _policy_prompts()
     dirty = find_contamination([(ds.ref, records)], harmful + benign)
     if dirty:
-        _fail(f"{ds.ref} contains evaluation material, refusing to train: "
+        fail(f"{ds.ref} contains evaluation material, refusing to train: "
               + "; ".join(f"line {c.line}: {c.reason}" for c in dirty[:5]))
     console.print(f"dataset {ds.ref}: {len(records)} records, no evaluation prompt in it", highlight=False)
     with console.status("embedding and fitting…"):
@@ -64,7 +60,7 @@ def train_cmd(
             path = intent.train(records, ws.models, dataset_ref=ds.ref,
                                 embedding_model=settings.embedding_model, run_id=run_id)
         except (ValueError, FileExistsError) as exc:
-            _fail(str(exc))
+            fail(str(exc))
     metrics = json.loads((path / intent.METRICS_FILE).read_text(encoding="utf-8"))
     cv = metrics["cross_validation"][str(metrics["chosen_c"])]
     console.print(f"classifier {path} (C={metrics['chosen_c']}; grouped CV accuracy {cv['accuracy']}, "
@@ -97,7 +93,7 @@ def evaluate_cmd(classifier: str = typer.Argument("latest", help="'latest', a ru
     try:
         path = resolve_classifier(settings.workspace.models, classifier)
     except ClassifierError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     harmful, benign = _policy_prompts()
     _evaluate(path, harmful, benign, settings.embedding_model)
 
@@ -129,13 +125,13 @@ def check_cmd(
     from secops_ai.guardrails import Guardrails, GuardrailsUnavailable, PolicyError
 
     if not policy:
-        _fail("no policy: pass --policy or set SECOPS_GUARDRAILS_POLICY")
+        fail("no policy: pass --policy or set SECOPS_GUARDRAILS_POLICY", EXIT_USAGE)
     body = sys.stdin.read() if text == "-" else text
     settings = get_settings()
     try:
         g = Guardrails.from_env(policy, settings.workspace.models, embedding_model=settings.embedding_model)
     except PolicyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     g.load()
     guard = g.for_model([model])
     try:
@@ -147,18 +143,18 @@ def check_cmd(
             if verdict.refusal:
                 report["refusal"] = verdict.refusal
     except GuardrailsUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print_json(json.dumps(report))
 
 
-@app.command("validate", help="Check a policy file; exit 2 with file:line when it is invalid.")
+@app.command("validate", help="Check a policy file; exit 1 with file:line when it is invalid.")
 def validate_cmd(policy: str = typer.Argument(..., help="Policy file or name under configs/guardrails/.")) -> None:
     from secops_ai.guardrails.policy import PolicyError, load_policy, profile_summary
 
     try:
         p = load_policy(policy)
     except PolicyError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"{p.path} v{p.version}: classifier {p.classifier}", highlight=False)
     for name, prof in p.profiles.items():
         console.print(f"  {name}: {profile_summary(prof) or 'off'}", highlight=False)
@@ -187,11 +183,11 @@ def gate_cmd(
         t = resolve_target(settings, target)
         g = Guardrails.from_env(policy, settings.workspace.models, embedding_model=settings.embedding_model)
     except (EvalsError, GateConfigError, PolicyError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     g.load()
     ok, detail = g.status()
     if not ok:
-        _fail(detail)
+        fail(detail)
     names = [t.name, "base" if t.kind == BASE else None]
     if t.kind != BASE:
         from secops_ai.registry import Registry

@@ -11,24 +11,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from secops_ai.cli.failure import fail
+
 if TYPE_CHECKING:
     from secops_ai.config import Workspace
     from secops_ai.training.pretrain.export import ExportResult
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich")
 console = Console(soft_wrap=True)  # paths and log lines stay on one line (greppable)
-err = Console(stderr=True, soft_wrap=True)
 
 KeyOption = Annotated[
     str | None,
     typer.Option("--key", envvar="SECOPS_OBFUSCATION_KEY", show_default=False,
                  help="Pseudonymisation key (the one the corpus was built with). Env: SECOPS_OBFUSCATION_KEY."),
 ]
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
 
 
 def _workspace() -> Workspace:
@@ -69,7 +65,7 @@ def corpus(
             bpe_dir = resolve_base_model(get_settings())
         path = build_corpus(ws.nanogpt_data, spec, key=key, version=version, bpe_tokenizer_dir=bpe_dir)
     except (CorpusError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     meta = json.loads((path / "meta.json").read_text())
     console.print(f"[green]corpus[/green] {path}")
     console.print(f"  {meta['lines']} lines, {meta['tokenizer']['kind']} vocab {meta['vocab_size']}, "
@@ -88,23 +84,18 @@ def train_cmd(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a GPT from scratch on a corpus (also under [bold]torchrun[/bold] for DDP)."""
-    from secops_ai.training.pretrain.config import ConfigError, load_config
+    from secops_ai.training.pretrain.config import ConfigError
     from secops_ai.training.pretrain.corpus import CorpusError
     from secops_ai.training.pretrain.export import ExportError, export_run
-    from secops_ai.training.pretrain.train import runs_dir, train
+    from secops_ai.training.pretrain.train import run_config, train
 
     ws = _workspace()
-    opts = list(overrides or [])
-    if resume:
-        if config is None:
-            config = runs_dir(ws) / resume / "config.yaml"
-        opts.append(f"run_id={resume}")
     try:
-        cfg = load_config(config, opts)
+        cfg = run_config(ws, config, overrides, resume=resume)
         result = train(cfg, ws, resume=resume is not None, progress=progress,
                        on_log=None if progress else lambda r: console.print(json.dumps(r), highlight=False))
     except (ConfigError, CorpusError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     if int(os.environ.get("RANK", 0)) != 0:
         return
     console.print(f"[green]trained[/green] {result.run_id}: {result.iters} iterations, "
@@ -115,7 +106,7 @@ def train_cmd(
         try:
             exported = export_run(ws, result.run_id)
         except (ExportError, FileExistsError) as exc:
-            raise _fail(f"export: {exc}") from None
+            fail(f"export: {exc}")
         _report_export(exported)
 
 
@@ -139,7 +130,7 @@ def export_cmd(
     try:
         exported = export_run(_workspace(), run, native_only=native_only)
     except (ExportError, FileExistsError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     _report_export(exported)
 
 
@@ -161,7 +152,7 @@ def sample(
     try:
         loaded = load_model(_workspace(), model)
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     ids = loaded.tokenizer.encode(prompt) or loaded.tokenizer.encode("\n")
     gen = torch.Generator().manual_seed(seed)
     for i in range(num_samples):
@@ -180,29 +171,18 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="Print every line's score as JSON lines.")] = False,
 ) -> None:
     """Rank the lines of FILE by per-token loss under a log model, most anomalous first."""
-    from secops_ai.training.pretrain.anomaly import score_lines
+    from secops_ai.training.pretrain.anomaly import corpus_pseudonymizer, score_lines
     from secops_ai.training.pretrain.loading import load_model
 
     try:
         loaded = load_model(_workspace(), model)
+        obfuscate = corpus_pseudonymizer(loaded.corpus_meta, key)  # KeyMismatchError is a ValueError
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
-    obf = loaded.corpus_meta.get("obfuscation", {})
-    obfuscate = None
-    if obf.get("pseudonymised"):
-        from secops_ai.data.obfuscation import Pseudonymizer
-
-        if not key:
-            raise _fail("the model's corpus was pseudonymised: pass the same key (--key or SECOPS_OBFUSCATION_KEY)")
-        pseudo = Pseudonymizer(key)
-        if pseudo.key_id != obf.get("key_id"):
-            raise _fail(f"key id {pseudo.key_id} is not the corpus' key id {obf.get('key_id')}: "
-                        "scores would reflect unfamiliar pseudonyms")
-        obfuscate = pseudo.text
+        fail(str(exc))
     try:
         lines = file.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
-        raise _fail(f"{file}: not valid UTF-8 (byte {exc.start})") from None
+        fail(f"{file}: not valid UTF-8 (byte {exc.start})")
     ranking = score_lines(loaded.model, loaded.tokenizer, lines, obfuscate=obfuscate)
     if as_json:
         for s in ranking:

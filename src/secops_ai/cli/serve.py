@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from secops_ai.cli.failure import fail
+
 base_app = typer.Typer(no_args_is_help=True)
 console = Console()
 
@@ -47,8 +49,7 @@ def serve(
             with console.status("preparing the base model (first run converts the bundled GGUF, ~20 s)..."):
                 resolve_base_model(settings)
         except ModelNotFoundError as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from exc
+            fail(str(exc))
     console.print(f"[bold]SecOps AI[/] serving on http://{settings.host}:{settings.port}  "
                   f"(workspace {settings.workspace.root}; UI at /ui, docs at /docs)")
     # JSON logs: uvicorn's own handlers would print plain text, so its loggers propagate to ours instead.
@@ -56,10 +57,7 @@ def serve(
     try:
         app = create_app(settings)
     except ValueError as exc:  # e.g. an invalid guardrails policy: the message names the file and line
-        from rich.markup import escape
-
-        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 log_config=log_config, timeout_graceful_shutdown=5)
 
@@ -77,8 +75,7 @@ def prepare(
         path = (prepare_base_model(settings.workspace.ensure(), name=gguf.stem, gguf=gguf.resolve())
                 if gguf else resolve_base_model(settings))
     except ModelNotFoundError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
+        fail(str(exc))
     console.print(f"base model ready at [bold]{path}[/]")
 
 

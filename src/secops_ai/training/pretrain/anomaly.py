@@ -10,12 +10,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn import functional as F
 
 from secops_ai.training.pretrain.corpus import Tokenizer
 from secops_ai.training.pretrain.model import GPT
+
+
+class KeyMismatchError(ValueError):
+    """The key given cannot reproduce the corpus' pseudonyms (missing, or another key)."""
+
+
+def corpus_pseudonymizer(corpus_meta: dict[str, Any], key: str | None) -> Callable[[str], str] | None:
+    """The pseudonymisation the model's corpus went through, to apply to lines before scoring them.
+
+    ``None`` when the corpus was not pseudonymised. A pseudonymised corpus needs the same key: lines with
+    pseudonyms the model never saw would all look anomalous, so another key (or none) is refused.
+    """
+    obf = corpus_meta.get("obfuscation", {})
+    if not obf.get("pseudonymised"):
+        return None
+    if not key:
+        raise KeyMismatchError("the model's corpus was pseudonymised: pass the same key "
+                               "(--key or SECOPS_OBFUSCATION_KEY)")
+    from secops_ai.data.obfuscation import Pseudonymizer
+
+    pseudo = Pseudonymizer(key)
+    if pseudo.key_id != obf.get("key_id"):
+        raise KeyMismatchError(f"key id {pseudo.key_id} is not the corpus' key id {obf.get('key_id')}: "
+                               "scores would reflect unfamiliar pseudonyms")
+    return pseudo.text
 
 
 @dataclass

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from secops_ai.config import Workspace
 from secops_ai.config.atomic import atomic_write_bytes, atomic_write_text
-from secops_ai.training.pretrain.config import PretrainConfig, dump_config
+from secops_ai.training.pretrain.config import PretrainConfig, dump_config, load_config
 from secops_ai.training.pretrain.corpus import CorpusError, load_split, read_meta, resolve_corpus
 from secops_ai.training.pretrain.model import GPT
 
@@ -39,6 +39,20 @@ CKPT = "ckpt.pt"
 def runs_dir(workspace: Workspace) -> Path:
     """Where in-progress and finished training runs keep their checkpoints (exports go to models/nanogpt/)."""
     return workspace.storage / "pretrain"
+
+
+def run_config(workspace: Workspace, path: Path | None, overrides: list[str] | None = None, *,
+               resume: str | None = None) -> PretrainConfig:
+    """The config a run trains with: ``path`` plus ``overrides``.
+
+    Resuming run ``resume`` defaults ``path`` to that run's own ``config.yaml`` and pins ``run_id`` to it, so
+    only training settings given as overrides change.
+    """
+    overrides = list(overrides or [])
+    if resume:
+        path = path if path is not None else runs_dir(workspace) / resume / "config.yaml"
+        overrides.append(f"run_id={resume}")
+    return load_config(path, overrides)
 
 
 class Batches:

@@ -1,0 +1,62 @@
+"""Every command fails the same way: one ``error: <message>`` line on stderr and a fixed exit code
+(0 done / check passed, 1 could not do it / check failed, 2 the command line is wrong)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from secops_ai.cli.failure import EXIT_ERROR, EXIT_USAGE, fail
+from secops_ai.cli.main import app
+from secops_ai.config import Workspace
+
+
+def test_fail_prints_the_message_verbatim_on_stderr_and_exits_with_the_code() -> None:
+    probe = typer.Typer()
+
+    @probe.command()
+    def boom(code: int = 1) -> None:
+        fail("pip install 'secops-ai[cuda]' and [bold]not markup[/bold]", code)
+
+    for code in (EXIT_ERROR, EXIT_USAGE):
+        result = CliRunner().invoke(probe, ["--code", str(code)], env={"COLUMNS": "300"})
+        assert result.exit_code == code
+        assert result.stderr.strip() == "error: pip install 'secops-ai[cuda]' and [bold]not markup[/bold]"
+        assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    # 1: the command could not do what was asked
+    (["eval", "show", "builtin/none"], EXIT_ERROR, "no evaluation results for 'builtin/none'"),
+    (["eval", "contamination", "--gate", "no-such-gate"], EXIT_ERROR, "no such gate config"),
+    (["evolve", "show", "nope"], EXIT_ERROR, "no evolve run 'nope'"),
+    (["evolve", "run", "no-such-config"], EXIT_ERROR, "no-such-config"),
+    (["agent", "replay", "run-missing"], EXIT_ERROR, "no trajectory"),
+    (["guardrails", "check", "x", "--policy", "no-such-policy"], EXIT_ERROR, "no such guardrails policy file"),
+    (["guardrails", "evaluate", "no-such-classifier"], EXIT_ERROR, "no-such-classifier"),
+    (["pretrain", "train", "--resume", "no-such-run"], EXIT_ERROR, "no such config file"),
+    (["pretrain", "export", "no-such-run"], EXIT_ERROR, "no-such-run"),
+    (["models", "show", "builtin/none"], EXIT_ERROR, "builtin/none"),
+    (["data", "show", "nope/missing@1"], EXIT_ERROR, "nope/missing@1"),
+    # 2: the command line itself is wrong
+    (["eval", "run", "base", "--self-correct", "sometimes"], EXIT_USAGE, "--self-correct must be off"),
+    (["agent", "eval", "--start", "995", "--n", "10"], EXIT_USAGE, "held-out seeds are 0..999"),
+    (["guardrails", "check", "x"], EXIT_USAGE, "no policy: pass --policy"),
+])
+def test_each_group_fails_with_its_documented_code(workspace: Workspace, args: list[str], code: int,
+                                                   needle: str) -> None:
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300", "SECOPS_GUARDRAILS_POLICY": ""})
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith("error: "), result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_agent_run_rejects_bad_option_values_before_starting(workspace: Workspace, tmp_path: Path) -> None:
+    for flag, value in (("--mode", "fast"), ("--approve", "maybe")):
+        result = CliRunner().invoke(app, ["agent", "run", "x", "--workspace", str(tmp_path), flag, value])
+        assert result.exit_code == EXIT_USAGE and result.stderr.startswith(f"error: {flag}: '{value}'")
+    assert list(workspace.agent_runs.glob("*.jsonl")) == []
