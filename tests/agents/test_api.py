@@ -139,3 +139,87 @@ def test_a_run_on_the_served_local_model_decodes_schema_valid_steps(workspace, m
             assert isinstance(json.loads(e["payload"]["delta"]), dict)
     usage = summary["result"]["usage"]
     assert usage["steps"] <= 1 and 0 < usage["completion_tokens"] <= 32
+
+
+def test_rest_and_websocket_share_one_approval_path(agent_client, tmp_path, wait_for) -> None:
+    """Both answer from RunManager.decide_pending: the same refusal of a wrong id, the same 'nothing pending'."""
+    run_id = _start(agent_client, tmp_path, [{"tool": "run_command", "args": {"command": "true"}}])
+    pending = wait_for(lambda: agent_client.get(f"/agents/runs/{run_id}").json()["pending_approval"])
+    rest = agent_client.post(f"/agents/runs/{run_id}/approve", json={"approved": True, "tool_call_id": "call_nope"})
+    with agent_client.websocket_connect(f"/agents/runs/{run_id}/ws") as ws:
+        ws.send_json({"type": "approve", "approved": True, "tool_call_id": "call_nope"})
+        ack = next(e for e in iter(lambda: json.loads(ws.receive_text()), None) if e["type"] == "ack")
+    assert rest.status_code == 409 and ack["payload"]["ok"] is False
+    assert ack["payload"]["error"] == rest.json()["error"]["message"]
+    assert agent_client.post(f"/agents/runs/{run_id}/approve", json={"approved": False}).json()["tool_call_id"] == \
+        pending["tool_call_id"]  # no id: whatever is pending
+    _done(agent_client, run_id, wait_for)
+    rest = agent_client.post(f"/agents/runs/{run_id}/approve", json={"approved": True})
+    with agent_client.websocket_connect(f"/agents/runs/{run_id}/ws") as ws:
+        ws.send_json({"type": "approve", "approved": True})
+        ack = next(e for e in iter(lambda: json.loads(ws.receive_text()), None) if e["type"] == "ack")
+    assert rest.status_code == 409 and rest.json()["error"]["code"] == "nothing_pending"
+    assert ack["payload"] == {"ok": False, "type": "approve", "error": rest.json()["error"]["message"]}
+
+
+def test_the_run_manager_is_created_at_startup_and_injected(workspace, tmp_path, monkeypatch) -> None:
+    from secops_ai.agents.runs import RunManager
+    from secops_ai.api.app import create_app
+    from secops_ai.config import get_settings
+
+    monkeypatch.setenv("SECOPS_AGENT_WORKSPACE_ROOTS", str(tmp_path))
+    get_settings.cache_clear()
+    app = create_app(get_settings(), load_model=False)
+    with TestClient(app) as client:
+        manager = app.state.agent_runs
+        assert isinstance(manager, RunManager) and manager.claim_checker is not None
+        run_id = _start(client, tmp_path, [{"tool": "run_command", "args": {"command": "true"}}], approval="deny")
+        assert manager.get(run_id) is not None  # the route used the lifespan's manager
+    assert manager.get(run_id).done  # shut down with the app
+
+
+def test_agent_runs_wait_for_the_servers_model_instead_of_loading_a_second_copy(workspace) -> None:
+    import threading
+
+    from secops_ai.agents.models import backend_factory
+    from secops_ai.config import get_settings
+
+    class LoadingService:  # the ModelService surface the factory uses, still loading its model
+        remote_url = None
+        model = None
+
+        def __init__(self) -> None:
+            self.settled = threading.Event()
+            self.waits = 0
+
+        @property
+        def loading(self) -> bool:
+            return not self.settled.is_set()
+
+        def wait_loaded(self, timeout=None) -> bool:
+            self.waits += 1
+            return self.settled.wait(timeout)
+
+        def backend(self, model):
+            return ("served", model)
+
+    service = LoadingService()
+
+    def finish_loading() -> None:
+        service.model = object()
+        service.settled.set()
+
+    threading.Timer(0.3, finish_loading).start()
+    factory = backend_factory(get_settings(), service)
+    assert factory("builtin/x") == ("served", "builtin/x")  # blocked until loaded, then the served engine
+    assert service.waits == 1  # one blocking wait, no polling loop
+
+
+def test_a_failed_model_load_releases_waiting_runs(workspace, tmp_path) -> None:
+    from secops_ai.config import get_settings
+    from secops_ai.inference.service import ModelService
+
+    service = ModelService(get_settings().model_copy(update={"base_model": str(tmp_path / "no-such-model")}))
+    assert service.wait_loaded(timeout=0) is False and not service.settled.is_set()
+    service.load_sync()
+    assert service.settled.is_set() and service.wait_loaded() is False and "no-such-model" in service.load_error

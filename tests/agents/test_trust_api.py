@@ -19,6 +19,12 @@ from secops_ai.config import get_settings
 APPROVE_ME = [{"tool": "run_command", "args": {"command": "true"}}]
 
 
+def _restart_runs(client) -> None:
+    """A new run manager for settings a test changed (the app creates its own once, at startup)."""
+    client.app.state.agent_runs.shutdown()
+    client.app.state.agent_runs = RunManager(client.app.state.settings)
+
+
 def _body(workspace: str, actions=None, **extra) -> dict:
     return {"task": "t", "workspace": workspace, "script": {"actions": actions or [], "delay_s": 0.01}, **extra}
 
@@ -102,7 +108,7 @@ def test_approval_allow_is_an_operator_setting(agent_client, repo, monkeypatch, 
 
 def test_operator_floor_deny_applies_to_requests_that_do_not_ask(agent_client, repo, monkeypatch, wait_for) -> None:
     agent_client.app.state.settings = agent_client.app.state.settings.model_copy(update={"agent_approval": "deny"})
-    agent_client.app.state.agent_runs = None
+    _restart_runs(agent_client)
     assert agent_client.post("/agents/runs", json=_body(str(repo), approval="ask")).status_code == 400
     resp = agent_client.post("/agents/runs", json=_body(str(repo), APPROVE_ME))
     assert resp.status_code == 201
@@ -113,7 +119,7 @@ def test_operator_floor_deny_applies_to_requests_that_do_not_ask(agent_client, r
 
 def test_operator_may_allow(agent_client, repo, wait_for) -> None:
     agent_client.app.state.settings = agent_client.app.state.settings.model_copy(update={"agent_approval": "allow"})
-    agent_client.app.state.agent_runs = None
+    _restart_runs(agent_client)
     resp = agent_client.post("/agents/runs", json=_body(str(repo), APPROVE_ME, approval="allow"))
     assert resp.status_code == 201, resp.text
     run_id = resp.json()["run_id"]
@@ -128,7 +134,7 @@ def test_operator_may_allow(agent_client, repo, wait_for) -> None:
 def test_too_large_workspaces_get_413_before_copying(agent_client, repo, setting, make) -> None:
     make(repo)
     agent_client.app.state.settings = agent_client.app.state.settings.model_copy(update=setting)
-    agent_client.app.state.agent_runs = None
+    _restart_runs(agent_client)
     before = {p.name for p in Path("/tmp").glob("secops-sandbox-*")}
     resp = agent_client.post("/agents/runs", json=_body(str(repo)))
     assert resp.status_code == 413, resp.text
@@ -143,7 +149,7 @@ def test_git_folder_is_not_counted_or_copied(agent_client, repo) -> None:
     (repo / ".git").mkdir()
     (repo / ".git" / "pack.bin").write_bytes(b"x" * 10_000)
     agent_client.app.state.settings = agent_client.app.state.settings.model_copy(update={"agent_max_copy_bytes": 4096})
-    agent_client.app.state.agent_runs = None
+    _restart_runs(agent_client)
     assert agent_client.post("/agents/runs", json=_body(str(repo))).status_code == 201
 
 
@@ -151,7 +157,7 @@ def test_a_run_cannot_write_past_its_disk_quota(agent_client, repo, wait_for) ->
     settings = agent_client.app.state.settings.model_copy(update={"agent_disk_quota_bytes": 2 << 20,
                                                                   "agent_approval": "allow"})
     agent_client.app.state.settings = settings
-    agent_client.app.state.agent_runs = None
+    _restart_runs(agent_client)
     flood = "i=0; while [ $i -lt 200 ]; do head -c 1048576 /dev/zero > f$i; i=$((i+1)); done; echo done"
     resp = agent_client.post("/agents/runs", json=_body(str(repo), [{"tool": "run_command",
                                                                      "args": {"command": flood}}], approval="allow"))

@@ -184,6 +184,10 @@ class RunHandle:
         return s
 
 
+class NothingPending(LookupError):
+    """The run has no action waiting for approval."""
+
+
 class RunNotFound(LookupError):
     pass
 
@@ -393,6 +397,21 @@ class RunManager:
         handle.gate.decide(decision)
         assert pending is not None
         return pending
+
+    def decide_pending(self, run_id: str, *, approved: bool, tool_call_id: str | None = None, reason: str = "",
+                       by: str = "api") -> ApprovalRequest:
+        """Approve or refuse the action the run waits on (``tool_call_id`` defaults to whichever is pending).
+
+        :class:`NothingPending` when none waits; :class:`LookupError` when another call is pending or the run is
+        not live here; :class:`RunNotFound` for an unknown run. Used by the REST route and the WebSocket alike.
+        """
+        handle = self.get(run_id)
+        pending = handle.gate.pending if handle is not None else None
+        if pending is None:
+            self.events(run_id)  # RunNotFound for unknown ids
+            raise NothingPending(f"run {run_id} has no action waiting for approval")
+        return self.approve(run_id, ApprovalDecision(tool_call_id=tool_call_id or pending.tool_call_id,
+                                                     approved=approved, reason=reason, by=by))
 
     def cancel(self, run_id: str) -> RunHandle:
         handle = self._live(run_id)

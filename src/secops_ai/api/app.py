@@ -17,6 +17,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from secops_ai import __version__
+from secops_ai.agents.models import backend_factory
+from secops_ai.agents.runs import RunManager
+from secops_ai.alignment.selfcorrect import check_claims
 from secops_ai.api.deps import require_api_key
 from secops_ai.api.errors import install_error_handlers
 from secops_ai.api.limits import BodySizeLimit, DisconnectWatch
@@ -45,14 +48,17 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         app.state.remote = RemoteProxy(settings.llm_base_url, settings.llm_api_key) if settings.llm_base_url else None
         if load_model:
             await service.start()
+        # Agent runs decode on the served model (secops_ai.agents.models.backend_factory); plans and reports are
+        # checked against the catalogs. Routers get the manager through api.deps.RunManagerDep.
+        app.state.agent_runs = RunManager(settings, backend_factory=backend_factory(settings, service),
+                                          claim_checker=check_claims)
         if app.state.guardrails is not None:  # the intent classifier loads after the model; /readyz waits
             app.state.guardrails_load = asyncio.create_task(_load_guardrails(service, app.state.guardrails))
         try:
             yield
         finally:
-            runs = getattr(app.state, "agent_runs", None)
-            if runs is not None:  # cancel live agent runs before the model goes away
-                await asyncio.to_thread(runs.shutdown)
+            # cancel live agent runs before the model goes away
+            await asyncio.to_thread(app.state.agent_runs.shutdown)
             await service.stop()
             if app.state.remote is not None:
                 await app.state.remote.aclose()

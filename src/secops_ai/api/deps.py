@@ -1,12 +1,20 @@
-"""Dependencies shared by routers: settings, API-key auth."""
+"""Dependencies shared by routers (as the FastAPI full-stack template's ``api/deps.py``): settings, the agent
+run manager, API-key auth.
+
+The objects live on ``app.state``: settings from :func:`~secops_ai.api.app.create_app`, the run manager from
+the app's ``lifespan`` (so it is created once, at startup, and shut down with the app). Routers ask for them
+with the ``Annotated`` aliases below instead of reaching into ``request.app.state``.
+"""
 
 from __future__ import annotations
 
 import secrets
+from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection  # a Request or a WebSocket: auth covers /agents/runs/{id}/ws too
 
+from secops_ai.agents.runs import RunManager
 from secops_ai.config import Settings
 from secops_ai.inference.protocol import OpenAIError as APIError
 
@@ -15,7 +23,18 @@ def get_app_settings(request: HTTPConnection) -> Settings:
     return request.app.state.settings
 
 
-def require_api_key(request: HTTPConnection, settings: Settings = Depends(get_app_settings)) -> None:
+def get_run_manager(request: HTTPConnection) -> RunManager:
+    manager = getattr(request.app.state, "agent_runs", None)
+    if manager is None:  # only when the app's lifespan did not run (a TestClient used without `with`)
+        raise APIError(503, "agent runs start with the server; it has not started", code="not_started")
+    return manager
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RunManagerDep = Annotated[RunManager, Depends(get_run_manager)]
+
+
+def require_api_key(request: HTTPConnection, settings: SettingsDep) -> None:
     """With ``SECOPS_API_KEYS`` set, demand ``Authorization: Bearer <key>``; otherwise allow all."""
     keys = settings.api_key_set
     if not keys:

@@ -10,64 +10,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from secops_ai.agents.actions import ApprovalDecision
-from secops_ai.agents.runs import RunManager, RunNotFound, RunQueueFull, RunRequest, WorkspaceTooLarge
+from secops_ai.agents.runs import (
+    NothingPending,
+    RunManager,
+    RunNotFound,
+    RunQueueFull,
+    RunRequest,
+    WorkspaceTooLarge,
+)
 from secops_ai.agents.trajectory import RUN_ID_RE, RunSummary
+from secops_ai.api.deps import RunManagerDep, SettingsDep
 from secops_ai.api.errors import APIError
 from secops_ai.api.openapi_doc import SSE_200, errors
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
 KEEPALIVE_S = 15.0
-_manager_lock = threading.Lock()
-
-
-def manager(app: Any) -> RunManager:
-    """The app's run manager, created on first use (agent runs share the served model when there is one)."""
-    with _manager_lock:
-        existing = getattr(app.state, "agent_runs", None)
-        if existing is None:
-            from secops_ai.alignment.selfcorrect import check_claims
-
-            existing = RunManager(app.state.settings, backend_factory=_backend_factory(app),
-                                  claim_checker=check_claims)  # plans and reports checked against the catalogs
-            app.state.agent_runs = existing
-        return existing
-
-
-def _backend_factory(app: Any):
-    cache: dict[str | None, Any] = {}
-    lock = threading.Lock()
-
-    def factory(model: str | None) -> Any:
-        service = getattr(app.state, "models", None)
-        if service is not None and (service.loading or service.ready.is_set()) and not service.remote_url:
-            # The server is loading its model: wait rather than load a second copy beside it (two concurrent
-            # from_pretrained calls in one process also break transformers' meta-device initialisation).
-            while not service.ready.wait(0.5) and service.load_error is None:
-                pass
-        served = getattr(service, "model", None) if service is not None and hasattr(service, "backend") else None
-        # Agents (constrained decoding included) submit to the server's own engine: one decode path, one copy.
-        if served is not None:
-            return service.backend(model)
-        with lock:  # no served model (e.g. load_model=False): load once per name and keep it
-            if model not in cache:
-                from secops_ai.inference.backend import backend_from_settings
-
-                cache[model] = backend_from_settings(app.state.settings, model)
-            return cache[model]
-
-    return factory
-
-
 class ApproveBody(BaseModel):
     tool_call_id: str | None = Field(default=None, description="The pending call; default: whatever is pending.")
     approved: bool
@@ -89,14 +54,13 @@ def _summary(mgr: RunManager, run_id: str) -> RunSummary:
 
 
 @router.post("/runs", status_code=201, response_model=RunSummary, responses=errors(400, 404, 413, 429))
-def start_run(body: RunRequest, request: Request) -> RunSummary:
+def start_run(body: RunRequest, mgr: RunManagerDep, settings: SettingsDep) -> RunSummary:
     from secops_ai.agents.models import UnknownModelError, check_model
 
     try:  # an unknown model fails now, not as a run that silently uses the base model
-        check_model(request.app.state.settings, body.model)
+        check_model(settings, body.model)
     except UnknownModelError as exc:
         raise APIError(404, str(exc), param="model", code="model_not_found") from None
-    mgr = manager(request.app)
     try:
         handle = mgr.start(body)
     except WorkspaceTooLarge as exc:
@@ -110,35 +74,29 @@ def start_run(body: RunRequest, request: Request) -> RunSummary:
 
 
 @router.get("/runs")
-def list_runs(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": [s.model_dump() for s in manager(request.app).list()]}
+def list_runs(mgr: RunManagerDep) -> dict[str, Any]:
+    return {"object": "list", "data": [s.model_dump() for s in mgr.list()]}
 
 
 @router.get("/runs/{run_id}", response_model=RunSummary, responses=errors(404))
-def get_run(run_id: str, request: Request) -> RunSummary:
-    return _summary(manager(request.app), run_id)
+def get_run(run_id: str, mgr: RunManagerDep) -> RunSummary:
+    return _summary(mgr, run_id)
 
 
 @router.post("/runs/{run_id}/approve", responses=errors(404, 409))
-def approve(run_id: str, body: ApproveBody, request: Request) -> dict[str, Any]:
-    mgr = manager(request.app)
+def approve(run_id: str, body: ApproveBody, mgr: RunManagerDep) -> dict[str, Any]:
     _summary(mgr, run_id)
-    handle = mgr.get(run_id)
-    pending = handle.gate.pending if handle is not None else None
-    if pending is None:
-        raise APIError(409, f"run {run_id} has no action waiting for approval", code="nothing_pending")
-    decision = ApprovalDecision(tool_call_id=body.tool_call_id or pending.tool_call_id, approved=body.approved,
-                                reason=body.reason, by=body.by)
     try:
-        req = mgr.approve(run_id, decision)
+        req = mgr.decide_pending(run_id, **body.model_dump())
+    except NothingPending as exc:
+        raise APIError(409, str(exc), code="nothing_pending") from None
     except LookupError as exc:
         raise APIError(409, str(exc), param="tool_call_id", code="not_pending") from None
     return {"run_id": run_id, "tool_call_id": req.tool_call_id, "tool": req.tool, "approved": body.approved}
 
 
 @router.post("/runs/{run_id}/cancel", responses=errors(404, 409))
-def cancel(run_id: str, request: Request) -> dict[str, Any]:
-    mgr = manager(request.app)
+def cancel(run_id: str, mgr: RunManagerDep) -> dict[str, Any]:
     _summary(mgr, run_id)
     try:
         mgr.cancel(run_id)
@@ -186,11 +144,10 @@ def _last_id(header: str | None, query: int | None) -> int:
 
 
 @router.get("/runs/{run_id}/events", response_class=StreamingResponse, responses={**SSE_200, **errors(400, 404)})
-async def stream_events(run_id: str, request: Request, last_event_id: str | None = Header(default=None),
+async def stream_events(run_id: str, mgr: RunManagerDep, last_event_id: str | None = Header(default=None),
                         after: int | None = Query(default=None, ge=-1,
                                                   description="Resume after this seq (as Last-Event-ID).")
                         ) -> StreamingResponse:
-    mgr = manager(request.app)
     _summary(mgr, run_id)
     start = _last_id(last_event_id, after)
 
@@ -207,9 +164,8 @@ async def stream_events(run_id: str, request: Request, last_event_id: str | None
 
 
 @router.websocket("/runs/{run_id}/ws")
-async def websocket_events(websocket: WebSocket, run_id: str, after: int = -1) -> None:
+async def websocket_events(websocket: WebSocket, run_id: str, mgr: RunManagerDep, after: int = -1) -> None:
     """Events as JSON text frames; the client may send ``{"type": "approve"|"cancel", ...}``."""
-    mgr = manager(websocket.app)
     if not RUN_ID_RE.match(run_id):
         await websocket.close(code=4404, reason="no such run")
         return
@@ -257,14 +213,8 @@ def _ws_command(mgr: RunManager, run_id: str, message: Any) -> dict[str, Any]:
             return {"ok": True, "type": "cancel"}
         if message.get("type") == "approve":
             body = ApproveBody.model_validate({k: v for k, v in message.items() if k != "type"})
-            handle = mgr.get(run_id)
-            pending = handle.gate.pending if handle is not None else None
-            if pending is None:
-                return {"ok": False, "type": "approve", "error": "no action is waiting for approval"}
-            decision = ApprovalDecision(tool_call_id=body.tool_call_id or pending.tool_call_id,
-                                        approved=body.approved, reason=body.reason, by=body.by)
-            mgr.approve(run_id, decision)
-            return {"ok": True, "type": "approve", "tool_call_id": decision.tool_call_id}
+            req = mgr.decide_pending(run_id, **body.model_dump())
+            return {"ok": True, "type": "approve", "tool_call_id": req.tool_call_id}
         return {"ok": False, "error": f"unknown command type {message.get('type')!r}: use 'approve' or 'cancel'"}
     except (LookupError, ValidationError) as exc:
         return {"ok": False, "type": message.get("type"), "error": str(exc)}

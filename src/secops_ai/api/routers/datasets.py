@@ -13,16 +13,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from secops_ai.api.deps import get_app_settings
+from secops_ai.api.deps import SettingsDep
 from secops_ai.api.errors import APIError
 from secops_ai.api.openapi_doc import errors
-from secops_ai.config import Settings
 from secops_ai.data.store import DatasetError, DatasetIntegrityError, DatasetNotFoundError, DatasetStore
 
 router = APIRouter(tags=["datasets"])
 
 
-def _store(settings: Settings = Depends(get_app_settings)) -> DatasetStore:
+def _store(settings: SettingsDep) -> DatasetStore:
     return DatasetStore(settings.workspace)
 
 

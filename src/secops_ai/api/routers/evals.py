@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
-from secops_ai.api.deps import get_app_settings
+from secops_ai.api.deps import SettingsDep
 from secops_ai.api.errors import APIError
 from secops_ai.api.openapi_doc import errors
-from secops_ai.config import Settings
 
 router = APIRouter()
 
 
 @router.get("/models/{provider}/{run_id}/evals", tags=["evals"], responses=errors(404, 409))
-def get_evals(provider: str, run_id: str, items: bool = Query(True, description="Include per-item records."),
-              settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+def get_evals(provider: str, run_id: str, settings: SettingsDep,
+              items: bool = Query(True, description="Include per-item records.")) -> dict[str, Any]:
     """The last gate run of ``<provider>/<run_id>`` (``base/<name>`` for the base model): verdict, per-suite
     scores with thresholds, production and base comparison, and (unless ``items=false``) every item."""
     from secops_ai.evals.runner import load_results

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi import Path as Path_
 from pydantic import BaseModel, Field
 
-from secops_ai.api.deps import get_app_settings
+from secops_ai.api.deps import SettingsDep
 from secops_ai.api.errors import APIError
 from secops_ai.api.openapi_doc import errors
 from secops_ai.config import Settings
@@ -41,7 +41,7 @@ def _named_config(name: str, settings: Settings):
 
 
 @router.post("/runs", status_code=202, responses=errors(404, 409))
-def start_run(body: StartEvolve, settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+def start_run(body: StartEvolve, settings: SettingsDep) -> dict[str, Any]:
     from secops_ai.alignment.config import EvolveConfig, EvolveConfigError
     from secops_ai.alignment.pipeline import EvolveError, start_background
 
@@ -64,7 +64,7 @@ def start_run(body: StartEvolve, settings: Settings = Depends(get_app_settings))
 
 
 @router.get("/runs")
-def list_runs(settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+def list_runs(settings: SettingsDep) -> dict[str, Any]:
     from secops_ai.alignment.report import list_runs as runs
     from secops_ai.alignment.report import summary
 
@@ -74,8 +74,8 @@ def list_runs(settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: str = Path_(..., pattern=r"^[a-z0-9][a-z0-9._-]{0,80}$"),
-            settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+def get_run(settings: SettingsDep,
+            run_id: str = Path_(..., pattern=r"^[a-z0-9][a-z0-9._-]{0,80}$")) -> dict[str, Any]:
     from secops_ai.alignment.report import RunNotFound, is_running, run_markdown
     from secops_ai.alignment.report import get_run as load
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi import Path as Path_
 from pydantic import BaseModel, Field
 
-from secops_ai.api.deps import get_app_settings
+from secops_ai.api.deps import SettingsDep
 from secops_ai.api.errors import APIError
 from secops_ai.api.openapi_doc import errors
 from secops_ai.config import Settings
@@ -53,7 +53,7 @@ def _confined_config(raw: str, settings: Settings) -> Path:
 
 
 @router.post("/runs", status_code=202, responses=errors(409))
-def start_run(body: StartRun, settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+def start_run(body: StartRun, settings: SettingsDep) -> dict[str, Any]:
     from secops_ai.training.config import ConfigError, RunConfig, parse_overrides
     from secops_ai.training.jobs import start_run as start
 
@@ -74,7 +74,7 @@ def start_run(body: StartRun, settings: Settings = Depends(get_app_settings)) ->
 
 
 @router.get("/runs")
-def list_runs(settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+def list_runs(settings: SettingsDep) -> dict[str, Any]:
     from secops_ai.training.jobs import list_runs as runs
 
     warnings: list[str] = []
@@ -84,7 +84,7 @@ def list_runs(settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}", responses=errors(404, 409))
 def get_run(run_id: Annotated[str, Path_(pattern=_RUN_ID)],
-            settings: Settings = Depends(get_app_settings)) -> dict[str, Any]:
+            settings: SettingsDep) -> dict[str, Any]:
     from secops_ai.training.jobs import JobNotFound, StatusUnreadable, run_status
 
     try:
