@@ -96,6 +96,7 @@ class ModelService:
         self.remote_url = settings.llm_base_url
         self._production = production_resolver or (lambda: None)
         self.ready = threading.Event()
+        self.settled = threading.Event()  # loading has ended, ready or failed (see wait_loaded)
         self.load_error: str | None = None
         self.base_dir: Path | None = None
         self.base_id = "base"
@@ -117,6 +118,7 @@ class ModelService:
         """Begin loading in a worker thread; health routes answer meanwhile, /readyz says 503."""
         if self.remote_url:
             self.ready.set()
+            self.settled.set()
             return
         self._load_task = asyncio.create_task(asyncio.to_thread(self._load))
 
@@ -131,12 +133,18 @@ class ModelService:
         """True while the background load started by :meth:`start` is still running."""
         return self._load_task is not None and not self._load_task.done()
 
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until loading has ended (ready or failed) or ``timeout``; True when the model is ready."""
+        self.settled.wait(timeout)
+        return self.ready.is_set()
+
     def load_sync(self) -> None:
         """Load in the calling thread (CLI chat, evals, agents outside the server)."""
         if not self.remote_url:
             self._load()
         else:
             self.ready.set()
+            self.settled.set()
 
     def _load(self) -> None:
         t0 = time.monotonic()
@@ -166,6 +174,8 @@ class ModelService:
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("Model failed to load: %s", self.load_error)
+        finally:
+            self.settled.set()
 
     def _safe_production(self) -> str | None:
         try:
