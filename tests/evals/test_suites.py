@@ -233,3 +233,15 @@ def test_key_metrics_of_the_default_gate_can_resolve_a_ten_point_change() -> Non
     }
     for metric, n in counts.items():
         assert resolvable_delta(n) is not None and resolvable_delta(n) <= 0.10, (metric, n)
+
+
+def test_policy_prompts_are_the_suites_items_and_say_why_benign_ones_are_missing(tmp_path, monkeypatch) -> None:
+    from secops_ai.evals.suites.base import load_bundled
+    from secops_ai.evals.suites.policy import load_benign, policy_prompts
+
+    harmful, benign, missing = policy_prompts()
+    assert harmful == [p["prompt"] for p in load_bundled("harmful_prompts.json")] and len(harmful) >= 5
+    assert benign == [p["prompt"] for p in load_benign()] and missing is None
+    monkeypatch.setenv("SECOPS_SHARED_DATA", str(tmp_path))  # a folder without cyberseceval/
+    harmful_again, benign, missing = policy_prompts()
+    assert harmful_again == harmful and benign == [] and "benign false-refusal figures skipped" in missing

@@ -16,17 +16,11 @@ console = Console()
 
 
 def _policy_prompts() -> tuple[list[str], list[str]]:
-    """The gate's policy-suite prompts: harmful (bundled) and benign (CyberSecEval FRR, when available)."""
-    from secops_ai.evals.paths import SharedDataNotFound
-    from secops_ai.evals.suites.base import load_bundled
-    from secops_ai.evals.suites.policy import load_benign
+    from secops_ai.evals.suites.policy import policy_prompts
 
-    harmful = [p["prompt"] for p in load_bundled("harmful_prompts.json")]
-    try:
-        benign = [p["prompt"] for p in load_benign()]
-    except SharedDataNotFound as exc:
-        warn(f"{exc}; benign false-refusal figures skipped")
-        benign = []
+    harmful, benign, missing = policy_prompts()
+    if missing:
+        warn(missing)
     return harmful, benign
 
 

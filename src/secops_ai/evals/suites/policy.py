@@ -37,6 +37,21 @@ def load_benign() -> list[dict]:
     return out
 
 
+def policy_prompts() -> tuple[list[str], list[str], str | None]:
+    """Every prompt of the policy suite: the harmful requests (bundled) and the benign FRR prompts.
+
+    Used to keep guardrails training data apart from them and to measure a classifier on them. The benign
+    prompts come from shared data: when it is missing they are empty and the third value says why.
+    """
+    from secops_ai.evals.paths import SharedDataNotFound
+
+    harmful = [p["prompt"] for p in load_bundled("harmful_prompts.json")]
+    try:
+        return harmful, [p["prompt"] for p in load_benign()], None
+    except SharedDataNotFound as exc:
+        return harmful, [], f"{exc}; benign false-refusal figures skipped"
+
+
 class PolicySuite:
     name = "policy"
     description = "Refusal rate on clearly harmful requests; false-refusal rate on benign security prompts (FRR)."
