@@ -1,8 +1,9 @@
-"""CLI group ``secops-ai models``: the registry (list, show, promote, archive, rollback, merge)."""
+"""CLI group ``secops-ai models``: the registry (list, show, promote, archive, rollback, merge, export-gguf)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -99,3 +100,22 @@ def merge(name: str = typer.Argument(..., help="<provider>/<run-id> of a LoRA ad
     """Merge the adapter into its base weights as a NEW run (the base model is never modified)."""
     record = _call(_registry().merge, name)
     console.print(f"[green]merged[/green] {name} -> {record.name} ({record.path})")
+
+
+@app.command("export-gguf")
+def export_gguf(
+    name: str = typer.Argument(..., help="'base', or <provider>/<run-id> (an adapter is merged on the fly)"),
+    out: Path = typer.Option(..., "--out", help="GGUF file to write (must not exist)."),
+    quant: str = typer.Option("q8_0", "--quant", help="q8_0, f16 or f32."),
+) -> None:
+    """Write a standalone GGUF (llama.cpp, Ollama) with llama.cpp's own converter from the pinned source."""
+    from secops_ai.config import get_settings
+    from secops_ai.inference.gguf import GGUFError
+    from secops_ai.inference.gguf import export_gguf as export
+    from secops_ai.inference.loader import AdapterError, ModelNotFoundError
+
+    try:
+        path = _call(export, get_settings(), name, out.expanduser().resolve(), quant)
+    except (GGUFError, AdapterError, ModelNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(f"[green]exported[/green] {name} -> {path} ({path.stat().st_size / 1e6:.1f} MB, {quant})")

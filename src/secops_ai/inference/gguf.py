@@ -20,6 +20,8 @@ import sys
 import threading
 from pathlib import Path
 
+from secops_ai.config import Settings
+
 log = logging.getLogger(__name__)
 
 QUANTS = ("q4_1", "q8_0", "f16", "f32")
@@ -121,3 +123,32 @@ def export_merged(model_dir: Path, out: Path, quant: str = "q8_0") -> Path:
         raise GGUFError(f"{out} already exists; choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     return _convert("convert_hf_to_gguf.py", [str(model_dir), "--outtype", quant], out, f"{model_dir} ({quant})")
+
+
+def export_gguf(settings: Settings, name: str, out: Path, quant: str = "q8_0") -> Path:
+    """``secops-ai models export-gguf``: ``base``, a merged/full run, or an adapter (merged on the fly into a
+    temporary folder, the registry untouched) written as one standalone GGUF file."""
+    import tempfile
+
+    from secops_ai.inference.loader import check_adapter_base, read_adapter, resolve_base_model
+
+    if name == "base":
+        return export_merged(resolve_base_model(settings), out, quant)
+    from secops_ai.registry import Registry
+
+    record = Registry(settings).get(name)
+    if record.kind != "adapter":
+        return export_merged(Path(record.path), out, quant)
+    base_dir = resolve_base_model(settings)
+    info = read_adapter(Path(record.path))
+    check_adapter_base(info, base_dir)  # the base this server would apply it to
+    with tempfile.TemporaryDirectory(prefix="secops-export-") as tmp:
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), local_files_only=True, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, str(info.path)).merge_and_unload()
+        merged.save_pretrained(tmp, safe_serialization=True)
+        AutoTokenizer.from_pretrained(str(base_dir), local_files_only=True).save_pretrained(tmp)
+        return export_merged(Path(tmp), out, quant)
