@@ -12,7 +12,6 @@ def test_cwe_lookup() -> None:
     assert cwe.get_cwe(79) == cwe.get_cwe("79") == cwe.get_cwe("cwe-79")
     assert cwe.cwe_exists(79) and not cwe.cwe_exists(99999) and not cwe.cwe_exists("not-an-id")
     assert len(cwe.all_cwes()) > 1300
-    assert cwe.search_cwes("sql injection")[0].id == 89
 
 
 def test_attack_lookup() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -120,7 +119,6 @@ class EventLog:
         self._seq = start_seq
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
-        self._callbacks: list[Callable[[Event], None]] = []
         self._changed = threading.Condition(self._lock)
 
     def emit(self, type: EventType, payload: dict[str, Any] | None = None) -> Event:
@@ -135,8 +133,6 @@ class EventLog:
             self.events.append(event)
             for sub in self._subs:
                 sub._push(event)
-            for callback in self._callbacks:
-                callback(event)
             self._changed.notify_all()
             return event
 
@@ -150,11 +146,6 @@ class EventLog:
             sub = Subscription(self, loop, [e for e in self.events if e.seq > after_seq])
             self._subs.append(sub)
             return sub
-
-    def on_event(self, callback: Callable[[Event], None]) -> None:
-        """Call ``callback`` (in the emitting thread, in order) for every later event."""
-        with self._lock:
-            self._callbacks.append(callback)
 
     def wait(self, after_seq: int, timeout: float | None = None) -> list[Event]:
         """Block until there are events after ``after_seq`` (or the timeout); return them."""

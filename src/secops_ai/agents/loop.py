@@ -102,7 +102,7 @@ class ApprovalGate:
 
     ``policy="ask"`` blocks until :meth:`decide` is called (from the API, the CLI prompt or a test), the run is
     cancelled, or ``timeout`` passes (then it is refused). ``"deny"`` refuses at once (non-interactive runs);
-    ``"allow"`` approves at once (an operator who passed ``--yes``).
+    ``"allow"`` approves at once (an operator who passed ``--approve allow``).
     """
 
     def __init__(self, policy: ApprovalPolicy = "ask", *, timeout: float | None = None,

@@ -325,9 +325,3 @@ class CritiqueCache:
                     os.fsync(fh.fileno())
             return value
 
-    def get_or_compute(self, key: str, compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-        """(critique, was_cached): run ``compute`` only for a key never seen before."""
-        cached = self.get(key)
-        if cached is not None:
-            return cached, True
-        return self.put(key, compute()), False

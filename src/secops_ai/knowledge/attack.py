@@ -40,9 +40,3 @@ def all_techniques() -> list[Technique]:
 def subtechniques(id: str) -> list[Technique]:
     tid = normalize_technique_id(id)
     return [t for t in _index().values() if tid and t.parent == tid]
-
-
-def search_techniques(query: str, limit: int = 10) -> list[Technique]:
-    words = [w for w in query.lower().split() if w]
-    hits = [t for t in _index().values() if all(w in t.name.lower() for w in words)]
-    return hits[:limit]

@@ -59,7 +59,3 @@ def capec_exists(id: int | str) -> bool:
 
 def all_capecs() -> list[CapecEntry]:
     return list(_index().values())
-
-
-def capec_for_cwe(cwe_id: int) -> list[CapecEntry]:
-    return [e for e in _index().values() if cwe_id in e.related_cwes]

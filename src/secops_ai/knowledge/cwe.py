@@ -42,11 +42,3 @@ def cwe_exists(id: int | str) -> bool:
 def all_cwes() -> list[CweEntry]:
     """Every CWE entry, sorted by id."""
     return list(_index().values())
-
-
-def search_cwes(query: str, limit: int = 10) -> list[CweEntry]:
-    """Entries whose name contains every word of ``query`` (case-insensitive), weaknesses first."""
-    words = [w for w in query.lower().split() if w]
-    hits = [r for r in _index().values() if all(w in r.name.lower() for w in words)]
-    hits.sort(key=lambda r: (r.abstraction == "Category", r.status == "Deprecated", r.id))
-    return hits[:limit]

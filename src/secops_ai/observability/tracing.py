@@ -155,30 +155,6 @@ def current_ids() -> tuple[str | None, str | None]:
     return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
-def traceparent() -> str | None:
-    """The W3C ``traceparent`` of the current span, to carry a trace into a background run."""
-    ctx = trace.get_current_span().get_span_context()
-    if not ctx.is_valid:
-        return None
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
-
-
-@contextlib.contextmanager
-def attach_traceparent(value: str | None) -> Iterator[None]:
-    """Make ``value`` (a W3C traceparent) the parent context of spans started inside the block."""
-    if not value:
-        yield
-        return
-    from opentelemetry import context
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    token = context.attach(TraceContextTextMapPropagator().extract({"traceparent": value}))
-    try:
-        yield
-    finally:
-        context.detach(token)
-
-
 # -- GenAI spans -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
