@@ -197,6 +197,19 @@ def test_build_step_reuses_an_existing_build(monkeypatch: pytest.MonkeyPatch, tm
     assert copied.is_file() and os.access(copied, os.X_OK) and copied.stat().st_size == binary.stat().st_size
 
 
+def test_an_adapter_trained_after_start_is_served_by_llama_cpp(llama_server: ServerProcess, llama_home: Path,
+                                                               client: OpenAI, served_texts: dict[str, list[str]],
+                                                               tiny_llama_dir: Path) -> None:
+    make_lora_adapter(tiny_llama_dir, llama_home / "models" / "builtin" / "run-late", seed=12)
+    late = _chat(client, "builtin/run-late", PROMPTS[0])
+    assert late and late != served_texts["builtin/run-a"][0]
+    children = _llama_children(llama_server)  # the old llama-server stopped once idle; the new one has both LoRAs
+    assert len(children) == 1
+    assert str(llama_home / "models" / "builtin" / "run-late" / "adapter-f32.gguf") in children[0].cmdline()
+    assert _chat(client, "builtin/run-a", PROMPTS[0]) == served_texts["builtin/run-a"][0]
+    assert "has no GGUF LoRA" not in _flat(llama_server._read_log())
+
+
 def test_llama_server_ends_with_the_server(llama_server: ServerProcess) -> None:
     children = _llama_children(llama_server)
     log = llama_server.output()  # stops the server (the last test of the module)

@@ -166,9 +166,11 @@ def _cache_path(target: Target, config: GateConfig) -> Path:
     import hashlib
 
     from secops_ai.config import get_settings
+    from secops_ai.inference.engines import engine_tag
 
     policy = hashlib.sha256(get_settings().system_prompt.encode()).hexdigest()[:8]
-    return target.out_dir / "evals" / f"{config.fingerprint()}-s{SCORING_VERSION}-{policy}.json"
+    # The engine and its quantisation decide the answers too (issue 17): "" for transformers, "-llamacpp-q4_1"...
+    return target.out_dir / "evals" / f"{config.fingerprint()}-s{SCORING_VERSION}-{policy}{engine_tag()}.json"
 
 
 def measure(settings: Settings, target: Target, config: GateConfig, *, endpoint: str | None = None,

@@ -33,6 +33,16 @@ def choose_engine(settings: Settings, device: str) -> tuple[str, str]:
     return "llamacpp", f"SECOPS_ENGINE={want} on {device}"
 
 
+def engine_tag(settings: Settings | None = None) -> str:
+    """What local decoding runs on, for cache keys: ``""`` (transformers) or ``"-llamacpp-<quant>"``."""
+    from secops_ai.config import get_settings
+    from secops_ai.inference.loader import pick_device
+
+    settings = settings or get_settings()
+    kind, _ = choose_engine(settings, pick_device(settings.device))
+    return f"-llamacpp-{settings.gguf_quant}" if kind == "llamacpp" else ""
+
+
 def build_engine(model: Any, tokenizer: Any, *, settings: Settings, device: str, base_dir: Path | None,
                  adapters: dict[str, Path] | None = None, max_batch_size: int = 8, max_queue: int = 64,
                  on_queue_depth: Callable[[int], None] | None = None,

@@ -131,8 +131,12 @@ class LlamaCppEngine:
                  on_queue_depth: Callable[[int], None] | None = None) -> None:
         self.fallback = fallback
         self.server = server
+        self.loras = dict(loras)
         self.lora_ids = {key: i for i, key in enumerate(loras)}
         server.loras = list(loras.values())
+        self._rows_on: dict[int, int] = {}  # id(server) -> rows in flight on it
+        self._retiring: list[LlamaServer] = []  # replaced servers, stopped when their last row ends
+        self._swap_lock = threading.Lock()
         self.max_batch_size = server.parallel
         self.max_queue = fallback.max_queue
         self._on_queue_depth = on_queue_depth or (lambda _n: None)
@@ -202,6 +206,8 @@ class LlamaCppEngine:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self.server.stop()
+        for old in self._retiring:
+            old.stop()
         if self._client is not None:
             self._client.close()
         self.fallback.stop()
@@ -235,7 +241,7 @@ class LlamaCppEngine:
         if req.logits_processor is not None:
             reason = "a token mask (constrained decoding) needs the transformers engine"
         elif req.adapter is not None and req.adapter not in self.lora_ids:
-            reason = f"adapter {req.adapter} has no GGUF LoRA in the running llama-server (added after start)"
+            reason = f"adapter {req.adapter} has no GGUF LoRA (its conversion failed: see the log above)"
         if reason is None:
             return True
         if reason not in self._warned:  # once per reason: never a silent change of engine
@@ -243,7 +249,31 @@ class LlamaCppEngine:
             log.warning("llama.cpp engine: %s; such rows run on the transformers engine", reason)
         return False
 
-    def _body(self, req: GenRequest) -> dict[str, Any]:
+    def add_adapter(self, key: str, path: Path, base_dir: Path) -> None:
+        """Serve one more adapter: convert it, start a llama-server with every LoRA, switch new rows to it; the
+        old server finishes its rows and then stops (no request is cut off)."""
+        from secops_ai.inference.gguf import adapter_gguf
+
+        gguf = adapter_gguf(path, base_dir)
+        with self._swap_lock:
+            if key in self.lora_ids:
+                return
+            loras = {**self.loras, key: gguf}
+            old = self.server
+            new = LlamaServer(old.binary, old.model, loras=list(loras.values()), threads=old.threads,
+                              parallel=old.parallel, ctx_per_slot=old.ctx_per_slot)
+            new.start()
+            with self._lock:
+                self.server, self.loras = new, loras
+                self.lora_ids = {k: i for i, k in enumerate(loras)}
+                idle = self._rows_on.get(id(old), 0) == 0
+                if not idle:
+                    self._retiring.append(old)
+            if idle:
+                old.stop()
+            log.info("llama.cpp engine: adapter %s added (%d LoRA adapters)", path.name, len(loras))
+
+    def _body(self, req: GenRequest, lora_ids: dict[str, int]) -> dict[str, Any]:
         p = req.params
         budget = max(1, min(p.max_tokens, self.max_positions - len(req.prompt_ids)))
         body: dict[str, Any] = {
@@ -252,17 +282,20 @@ class LlamaCppEngine:
             # exactly our sampling: temperature, then nucleus; no top-k / min-p / penalties of llama.cpp's own
             "top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0, "samplers": ["temperature", "top_p"],
             "stop": list(p.stop), "lora": [{"id": i, "scale": 1.0 if key == req.adapter else 0.0}
-                                           for key, i in self.lora_ids.items()]}
+                                           for key, i in lora_ids.items()]}
         if p.seed is not None:  # llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random"
             body["seed"] = min(p.seed % _UINT32, _UINT32 - 2)
         return body
 
     def _run(self, req: GenRequest) -> None:
         tokens: list[int] = []
+        with self._lock:  # the server (and its LoRA numbering) this row runs on, even if a swap happens meanwhile
+            server, lora_ids = self.server, self.lora_ids
+            self._rows_on[id(server)] = self._rows_on.get(id(server), 0) + 1
         try:
             if req.cancelled.is_set():
                 return self._finish(req, "cancelled", tokens, None)
-            with self._client.stream("POST", f"{self.server.url}/completion", json=self._body(req)) as resp:
+            with self._client.stream("POST", f"{server.url}/completion", json=self._body(req, lora_ids)) as resp:
                 if resp.status_code != 200:
                     resp.read()
                     raise LlamaServerError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
@@ -295,6 +328,11 @@ class LlamaCppEngine:
             with self._lock:
                 self._pending -= 1
                 self._on_queue_depth(max(0, self._pending - self.max_batch_size))
+                self._rows_on[id(server)] -= 1
+                done = [old for old in self._retiring if self._rows_on.get(id(old), 0) == 0]
+                self._retiring = [old for old in self._retiring if old not in done]
+            for old in done:
+                old.stop()
 
     @staticmethod
     def _finish(req: GenRequest, reason: str, tokens: list[int], eos: int | None) -> None:

@@ -205,6 +205,11 @@ class ModelService:
                         self.engine.model = self.model
             self._adapter_keys[info.name] = key
             self._adapter_dirs[key] = info.path
+            if hasattr(self.engine, "add_adapter"):  # the llama.cpp engine serves it as a GGUF LoRA too
+                try:
+                    self.engine.add_adapter(key, info.path, self.base_dir)
+                except Exception as exc:  # its rows then run on the transformers fallback (logged there)
+                    log.warning("Adapter %s not added to llama.cpp (%s)", info.name, exc)
             return True
         except Exception as exc:
             log.warning("Adapter %s not loaded (%s); requests for it get the base model or 404", info.name, exc)
