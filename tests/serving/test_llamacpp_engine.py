@@ -217,3 +217,34 @@ def test_llama_server_ends_with_the_server(llama_server: ServerProcess) -> None:
     assert "logprobs/echo requests run on the transformers engine" in _flat(log)
     psutil.wait_procs(children, timeout=15)
     assert not any(c.is_running() for c in children)
+
+
+def test_agent_json_is_enforced_by_llama_cpp_grammar(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Constrained decoding for agents runs on llama.cpp itself (json_schema), still always schema-valid."""
+    from secops_ai.agents.actions import Action, action_schema
+    from secops_ai.agents.tools.default_tools import default_registry
+    from secops_ai.config import get_settings
+    from secops_ai.inference.backend import LocalBackend
+    from secops_ai.inference.constrained import complete_json, validate_json
+    from secops_ai.inference.llamacpp_engine import LlamaCppEngine
+
+    for k, v in ENGINE.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    backend = LocalBackend.load(tiny_llama_dir)
+    schema = action_schema(default_registry().schemas())
+    messages = [{"role": "system", "content": "Answer in JSON."}, {"role": "user", "content": "Scan the repo."}]
+    try:
+        assert isinstance(backend.engine_client.engine, LlamaCppEngine)
+        with caplog.at_level("WARNING"):
+            for seed, max_tokens in [(0, 8), (1, 48)]:  # random weights, sampled: anything may come out
+                reply = complete_json(backend, messages, schema,
+                                      GenerationParams(max_tokens=max_tokens, temperature=1.0, seed=seed))
+                assert reply.completion_tokens <= max_tokens
+                Action.model_validate_json(reply.text)
+                validate_json(reply.text, schema)
+        assert "token mask" not in caplog.text  # no fallback to the transformers engine
+    finally:
+        backend.close()
+        get_settings.cache_clear()

@@ -11,6 +11,7 @@ directly. Every path validates the result before returning it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -20,6 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from secops_ai.inference.types import ChatBackend, GenerationParams, Message
+
+log = logging.getLogger(__name__)
 
 # Characters tried first when closing a truncated answer: end strings, objects and arrays as soon as allowed.
 _CLOSING_ORDER = '"}],:0'
@@ -198,7 +201,14 @@ def _local_json(backend: Any, messages: list[Message], schema: dict[str, Any], p
         return (deadline is not None and time.monotonic() >= deadline) or (stop is not None and stop())
 
     # no stop strings: the schema decides where the answer ends
-    row = client.generate([prompt_ids], replace(params, stop=[]), processors=[mask], should_stop=late)[0]
+    row = None
+    if getattr(client.engine, "kind", None) == "llamacpp":  # llama.cpp enforces the schema as a grammar itself
+        try:
+            row = client.generate([prompt_ids], replace(params, stop=[]), should_stop=late, json_schema=schema)[0]
+        except RuntimeError as exc:  # e.g. a schema feature its grammar converter lacks
+            log.warning("llama.cpp could not decode under this schema (%s); using the transformers token mask", exc)
+    if row is None:
+        row = client.generate([prompt_ids], replace(params, stop=[]), processors=[mask], should_stop=late)[0]
     text, closed = close_json(row.text, schema)
     closed = closed or row.finish != "stop"
     return JsonReply(text.strip(), len(prompt_ids), len(row.token_ids), truncated=closed)

@@ -53,6 +53,9 @@ class GenRequest:
     emit: Emit
     adapter: str | None = None
     logits_processor: LogitsProcessor | None = None
+    # The same constraint as a JSON schema, for engines that enforce one natively (llama.cpp's grammar); an
+    # engine that does not ignores it and applies ``logits_processor``.
+    json_schema: dict[str, Any] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
     ended: bool = False  # set once done/error went out: nothing is emitted after it
@@ -410,7 +413,8 @@ class EngineBackend:
 
     def generate(self, prompts: list[list[int]], params: GenerationParams, *,
                  processors: list[LogitsProcessor | None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> list[RowResult]:
+                 should_stop: Callable[[], bool] | None = None,
+                 json_schema: dict[str, Any] | None = None) -> list[RowResult]:
         """Generate one continuation per prompt (token ids); ``should_stop()`` true cancels the rest."""
         done = [threading.Event() for _ in prompts]
         results: list[RowResult | None] = [None] * len(prompts)
@@ -430,7 +434,8 @@ class EngineBackend:
             return emit
 
         reqs = [GenRequest(ids, params, emitter(i), adapter=self.adapter,
-                           logits_processor=processors[i] if processors else None) for i, ids in enumerate(prompts)]
+                           logits_processor=processors[i] if processors else None, json_schema=json_schema)
+                for i, ids in enumerate(prompts)]
         try:
             for req in reqs:  # one at a time: a long eval suite may hold more rows than the queue
                 while True:

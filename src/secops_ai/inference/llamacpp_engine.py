@@ -238,7 +238,7 @@ class LlamaCppEngine:
 
     def _native(self, req: GenRequest) -> bool:
         reason = None
-        if req.logits_processor is not None:
+        if req.logits_processor is not None and req.json_schema is None:
             reason = "a token mask (constrained decoding) needs the transformers engine"
         elif req.adapter is not None and req.adapter not in self.lora_ids:
             reason = f"adapter {req.adapter} has no GGUF LoRA (its conversion failed: see the log above)"
@@ -283,6 +283,8 @@ class LlamaCppEngine:
             "top_k": 0, "min_p": 0.0, "typical_p": 1.0, "repeat_penalty": 1.0, "samplers": ["temperature", "top_p"],
             "stop": list(p.stop), "lora": [{"id": i, "scale": 1.0 if key == req.adapter else 0.0}
                                            for key, i in lora_ids.items()]}
+        if req.json_schema is not None:  # llama.cpp turns the schema into a grammar
+            body["json_schema"] = req.json_schema
         if p.seed is not None:  # llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random"
             body["seed"] = min(p.seed % _UINT32, _UINT32 - 2)
         return body
