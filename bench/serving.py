@@ -46,7 +46,9 @@ PROMPTS = [
 def start_server(home: Path, port: int, model_dir: Path, device: str) -> subprocess.Popen:
     env = {**os.environ, "SECOPS_HOME": str(home), "SECOPS_PORT": str(port), "SECOPS_LOG_LEVEL": "WARNING",
            "HF_HUB_OFFLINE": "1", "SECOPS_BASE_MODEL": str(model_dir), "SECOPS_DEVICE": device,
-           "SECOPS_MAX_BATCH_SIZE": os.environ.get("SECOPS_MAX_BATCH_SIZE", "32")}
+           "SECOPS_MAX_BATCH_SIZE": os.environ.get("SECOPS_MAX_BATCH_SIZE", "32"),
+           # this bench measures the transformers engine (bench/llamacpp_serving.py measures llama.cpp's)
+           "SECOPS_ENGINE": os.environ.get("SECOPS_ENGINE", "transformers")}
     proc = subprocess.Popen([sys.executable, "-m", "secops_ai.cli.main", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(600):

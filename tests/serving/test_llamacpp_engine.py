@@ -248,3 +248,19 @@ def test_agent_json_is_enforced_by_llama_cpp_grammar(tiny_llama_dir: Path, monke
     finally:
         backend.close()
         get_settings.cache_clear()
+
+
+def test_a_failed_build_warns_and_leaves_transformers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from secops_ai.config import Settings
+    from secops_ai.inference import llamacpp_build
+    from secops_ai.inference.engines import choose_engine
+
+    monkeypatch.setenv("SECOPS_LLAMACPP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SECOPS_LLAMACPP_SOURCE", str(source_dir()))  # no download: the build itself fails
+    monkeypatch.delenv("SECOPS_LLAMACPP_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cmake, ninja or compiler
+    assert llamacpp_build.main() == 1
+    err = capsys.readouterr().err
+    assert "WARNING: llama.cpp was not built" in err and "cmake" in err and "transformers engine" in err
+    assert choose_engine(Settings(engine="auto"), "cpu")[0] == "transformers"
