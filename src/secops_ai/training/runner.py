@@ -15,6 +15,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,14 +165,44 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
     if config.max_samples:
         records = records[: config.max_samples]
 
+    run = _open_run(config, settings, run_id, cuda=cuda)
+    trainer, tokenizer = _build_trainer(config, run, model_dir, records, data_info.ref, cuda=cuda,
+                                        progress=progress, callbacks=callbacks)
+    started = time.time()
+    metrics = _fit(trainer, run)
+    if _is_main():
+        _finish_run(config, run, trainer, tokenizer, model_dir=model_dir, data_info=data_info, metrics=metrics,
+                    started=started)
+    if _world_size() > 1:
+        trainer.accelerator.wait_for_everyone()
+    return RunResult(run_name=run.name, run_id=run.run_id, provider=config.provider, run_dir=run.final_dir,
+                     metrics=metrics)
+
+
+@dataclass
+class _Run:
+    """Where one run lives: its work folder (checkpoints, status) and the finished folder under models/."""
+
+    run_id: str
+    name: str  # "<provider>/<run-id>"
+    work_dir: Path
+    final_dir: Path
+    resuming: bool
+
+    def write_status(self, status: str, **extra: Any) -> None:
+        atomic_write_text(self.work_dir / "status.json", json.dumps({"status": status, "run_name": self.name,
+                                                                     **extra}))
+
+
+def _open_run(config: RunConfig, settings: Settings, run_id: str | None, *, cuda: bool) -> _Run:
+    """Pick (or agree on) the run id, refuse a finished one or a resume with another config, mark it running."""
     resuming = run_id is not None and (work_root(settings) / run_id).is_dir()
     run_id = _agree_on_run_id(run_id or new_run_id(config), cuda=cuda)
-    run_name = f"{config.provider}/{run_id}"
-    final_dir = settings.workspace.models / config.provider / run_id
-    if final_dir.exists():
-        raise TrainingError(f"{run_name} already finished ({final_dir}); a new run needs a new id")
-    work_dir = work_root(settings) / run_id
-    saved = work_dir / "config.yaml"
+    run = _Run(run_id=run_id, name=f"{config.provider}/{run_id}", work_dir=work_root(settings) / run_id,
+               final_dir=settings.workspace.models / config.provider / run_id, resuming=resuming)
+    if run.final_dir.exists():
+        raise TrainingError(f"{run.name} already finished ({run.final_dir}); a new run needs a new id")
+    saved = run.work_dir / "config.yaml"
     if resuming and saved.is_file():
         before = RunConfig.from_yaml(saved)
         if before != config:
@@ -179,11 +210,15 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
             raise TrainingError(f"cannot resume {run_id}: the config differs from the one it started with "
                                 f"({', '.join(diff)}); resume with `secops-ai train resume {run_id}`")
     if _is_main():
-        work_dir.mkdir(parents=True, exist_ok=True)
+        run.work_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(saved, config.to_yaml())
-        atomic_write_text(work_dir / "status.json", json.dumps({"status": "running", "run_name": run_name,
-                                                                 "pid": os.getpid(), "started": time.time()}))
+        run.write_status("running", pid=os.getpid(), started=time.time())
+    return run
 
+
+def _build_trainer(config: RunConfig, run: _Run, model_dir: Path, records: list, dataset_ref: str, *, cuda: bool,
+                   progress: bool, callbacks: list | None) -> tuple[Any, Any]:
+    """The base model (with LoRA or a continued adapter) in the stage's TRL trainer, logging to metrics.jsonl."""
     from transformers import set_seed
 
     from secops_ai.training.callbacks import MetricsLogger, RichProgress
@@ -202,30 +237,33 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, config.adapter_name_or_path, is_trainable=True)
-    cbs = [MetricsLogger(work_dir / "metrics.jsonl"), *(callbacks or [])]
+    cbs = [MetricsLogger(run.work_dir / "metrics.jsonl"), *(callbacks or [])]
     if progress:
-        cbs.append(RichProgress(f"{config.stage} {run_id}"))
-    trainer = BUILDERS[config.stage](config, model, tokenizer, records, work_dir / "checkpoints",
-                                     dataset_ref=data_info.ref, cuda=cuda, distributed=_world_size() > 1,
+        cbs.append(RichProgress(f"{config.stage} {run.run_id}"))
+    trainer = BUILDERS[config.stage](config, model, tokenizer, records, run.work_dir / "checkpoints",
+                                     dataset_ref=dataset_ref, cuda=cuda, distributed=_world_size() > 1,
                                      callbacks=cbs)
     if progress:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # the rich bar replaces the printed log dicts
-    resume_from = last_checkpoint(work_dir) if resuming else None
+    return trainer, tokenizer
+
+
+def _fit(trainer: Any, run: _Run) -> dict[str, Any]:
+    """Train (from the last checkpoint when resuming); an interruption or crash is recorded, then re-raised."""
+    resume_from = last_checkpoint(run.work_dir) if run.resuming else None
     if resume_from:
-        log.info("Resuming %s from %s", run_name, resume_from.name)
-    started = time.time()
+        log.info("Resuming %s from %s", run.name, resume_from.name)
     restore = interrupt_on_sigterm()
     try:
         with stage_span("train.fit", {"secops.train.resumed_from": resume_from.name if resume_from else None}):
             output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except BaseException as exc:
         if _is_main():
-            atomic_write_text(work_dir / "status.json", json.dumps(
-                {"status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", "run_name": run_name,
-                 "error": str(exc)[:2000], "last_checkpoint": str(last_checkpoint(work_dir) or ""),
-                 "ts": time.time()}))
+            run.write_status("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                             error=str(exc)[:2000], last_checkpoint=str(last_checkpoint(run.work_dir) or ""),
+                             ts=time.time())
         raise
     finally:
         restore()
@@ -236,29 +274,29 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
     if losses:
         metrics["final_loss"] = round(losses[-1], 6)
         metrics["first_loss"] = round(losses[0], 6)
+    return metrics
 
-    if _is_main():
-        from secops_ai.training.output import write_run_folder
 
-        with atomic_dir(final_dir) as tmp:
-            trainer.save_model(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
-            # model_card.md is the card; training_args.bin is a pickle nobody should have to unpickle to serve.
-            for extra in ("README.md", "training_args.bin"):
-                (tmp / extra).unlink(missing_ok=True)
-            shutil.rmtree(tmp / "ref", ignore_errors=True)  # TRL's frozen copy of a continued adapter
-            if (work_dir / "checkpoints" / "runs").is_dir():  # report_to: tensorboard writes here
-                shutil.copytree(work_dir / "checkpoints" / "runs", tmp / "tensorboard")
-            write_run_folder(tmp, config=config, run_name=run_name, model_dir=model_dir, data_info=data_info,
-                             metrics=metrics, work_dir=work_dir, started=started,
-                             versions=library_versions(), world_size=_world_size())
-        atomic_write_text(work_dir / "status.json", json.dumps({"status": "completed", "run_name": run_name,
-                                                                 "ts": time.time()}))
-        # Checkpoints are only for resuming; the finished run lives in models/.
-        shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
-    if _world_size() > 1:
-        trainer.accelerator.wait_for_everyone()
-    return RunResult(run_name=run_name, run_id=run_id, provider=config.provider, run_dir=final_dir, metrics=metrics)
+def _finish_run(config: RunConfig, run: _Run, trainer: Any, tokenizer: Any, *, model_dir: Path, data_info: Any,
+                metrics: dict[str, Any], started: float) -> None:
+    """Assemble models/<provider>/<run-id>/ in a temporary folder and rename it into place; drop checkpoints."""
+    from secops_ai.training.output import write_run_folder
+
+    with atomic_dir(run.final_dir) as tmp:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        # model_card.md is the card; training_args.bin is a pickle nobody should have to unpickle to serve.
+        for extra in ("README.md", "training_args.bin"):
+            (tmp / extra).unlink(missing_ok=True)
+        shutil.rmtree(tmp / "ref", ignore_errors=True)  # TRL's frozen copy of a continued adapter
+        if (run.work_dir / "checkpoints" / "runs").is_dir():  # report_to: tensorboard writes here
+            shutil.copytree(run.work_dir / "checkpoints" / "runs", tmp / "tensorboard")
+        write_run_folder(tmp, config=config, run_name=run.name, model_dir=model_dir, data_info=data_info,
+                         metrics=metrics, work_dir=run.work_dir, started=started,
+                         versions=library_versions(), world_size=_world_size())
+    run.write_status("completed", ts=time.time())
+    # Checkpoints are only for resuming; the finished run lives in models/.
+    shutil.rmtree(run.work_dir / "checkpoints", ignore_errors=True)
 
 
 def resume(run_id: str, settings: Settings | None = None, *, progress: bool = True) -> RunResult:
