@@ -81,7 +81,7 @@ def test_recipe_data_varies_refusals_pairs_them_with_twins_and_repeats_facts(sta
     from secops_ai.evals.refusal import is_refusal
 
     m = generate(starter_store, "recipe-sft", ["starter/cwe-catalog@1"], provider="recipe",
-                 config={"refusal_templates": 3, "fact_phrasings": 2})
+                 config={"refusal_templates": 3, "fact_phrasings": 2, "builder_requests": 0})
     records = list(starter_store.get(m.ref).iter_records())
     by_task = collections.defaultdict(list)
     for r in records:
@@ -113,6 +113,32 @@ def test_recipe_data_varies_refusals_pairs_them_with_twins_and_repeats_facts(sta
     assert all(is_refusal(p["chosen"][0]["content"]) and not is_refusal(p["rejected"][0]["content"])
                for p in pairs if p["metadata"]["task"] == "refusal")
     assert all(is_refusal(p["rejected"][0]["content"]) for p in pairs if p["metadata"]["task"] == "defensive_help")
+
+
+def test_recipe_teaches_defensive_tooling_requests_answered_in_full(starter_store: DatasetStore) -> None:
+    """The counterweight to refusals: attack-sounding but defensive tooling requests, answered on topic."""
+    from secops_ai.data.generators.builders import TASKS
+    from secops_ai.evals.holdout import find_contamination
+    from secops_ai.evals.refusal import is_refusal
+    from secops_ai.evals.relevance import addresses
+    from secops_ai.evals.suites.policy import load_benign
+
+    m = generate(starter_store, "recipe-sft", ["starter/cwe-catalog@1"], provider="recipe",
+                 config={"builder_requests": 40})
+    records = [r for r in starter_store.get(m.ref).iter_records() if r["metadata"]["task"] == "benign_builder"]
+    assert len(records) == 40
+    assert {r["metadata"]["template"].split(":")[1] for r in records} == {t.id for t in TASKS}
+    for r in records:
+        request, answer = r["messages"][-2]["content"], r["messages"][-1]["content"]
+        assert not is_refusal(answer) and addresses(request, answer), (request, answer)
+    assert len({r["messages"][-2]["content"] for r in records}) == 40
+    # written here, not taken from CyberSecEval's false-refusal prompts (the gate's benign items)
+    assert not find_contamination([("builders", records)], [p["prompt"] for p in load_benign()])
+    dpo = generate(starter_store, "recipe-dpo", ["starter/cwe-catalog@1"], provider="recipe",
+                   config={"builder_requests": 20})
+    pairs = [p for p in starter_store.get(dpo.ref).iter_records() if p["metadata"]["task"] == "benign_builder"]
+    assert len(pairs) == 20
+    assert all(len(p["chosen"][0]["content"]) > 3 * len(p["rejected"][0]["content"]) for p in pairs)
 
 
 def test_same_sources_and_seed_give_byte_identical_datasets(starter_store: DatasetStore, tmp_path) -> None:

@@ -85,7 +85,9 @@ class GeneratorConfig(BaseModel):
     # recipe-sft / recipe-dpo (generators/recipe.py): the data-size levers docs/training.md measures
     refusal_templates: int = Field(3, ge=1, le=12, description="Harmful-request templates per intent (recipe).")
     twin_templates: int = Field(1, ge=1, le=4, description="Phrasings of each defensive twin question (recipe).")
-    fact_phrasings: int = Field(2, ge=1, le=5, description="Name->id questions per taught CWE (recipe).")
+    fact_phrasings: int = Field(4, ge=1, le=5, description="Name->id questions per taught CWE (recipe).")
+    builder_requests: int = Field(60, ge=0, description="Defensive tooling requests answered in full, the "
+                                  "counterweight to refusals (recipe, generators/builders.py).")
     facts_per_chat: int = Field(8, ge=1, le=16, description="Catalog Q&A turns packed into one conversation.")
     fake_ids: int = Field(24, ge=0, description="Questions about CWE ids that do not exist (recipe).")
 
@@ -532,12 +534,13 @@ def _generate_recipe(store: DatasetStore, generator: str, src: _Sources, cfg: Ge
     def records() -> Iterator[dict[str, Any]]:
         if generator == "recipe-sft":
             yield from recipe.refusal_records(seed, system, per_intent=cfg.refusal_templates,
-                                              twins=cfg.twin_templates)
+                                              twins=cfg.twin_templates, builders=cfg.builder_requests)
             yield from recipe.catalog_records(cwes, fakes, seed, system, phrasings=cfg.fact_phrasings,
                                               per_conversation=cfg.facts_per_chat)
         else:
             yield from recipe.preference_records(cwes, fakes, seed, system,
-                                                 per_intent=min(cfg.refusal_templates, 2))
+                                                 per_intent=min(cfg.refusal_templates, 2),
+                                                 builders=cfg.builder_requests)
 
     full_config = {**cfg.model_dump(mode="json"), "cwe_ids": [c["id"] for c in cwes], "fake_cwe_ids": fakes,
                    "intents": [i.id for i in recipe.INTENTS]}

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from secops_ai.data.generators.builders import STUB_REPLIES, builder_requests
+from secops_ai.data.generators.builders import TASKS as BUILDER_TASKS
 from secops_ai.data.generators.refusals import REFUSAL_PAIRS
 
 Message = dict[str, str]
@@ -323,8 +325,10 @@ def _chat(messages: list[Message], task: str, template: str) -> dict[str, Any]:
     return {"messages": messages, "metadata": {"task": task, "ids": [], "template": template}}
 
 
-def refusal_records(seed: int, system_prompt: str, *, per_intent: int, twins: int = 1) -> Iterator[dict[str, Any]]:
-    """Harmful requests (varied templates, some multi-turn) with refusals, next to their defensive twins."""
+def refusal_records(seed: int, system_prompt: str, *, per_intent: int, twins: int = 1,
+                    builders: int = 0) -> Iterator[dict[str, Any]]:
+    """Harmful requests (varied templates, some multi-turn) with refusals, next to their defensive twins and
+    ``builders`` defensive tooling requests answered in full (:mod:`.builders`)."""
     for intent in INTENTS:
         rng = random.Random(f"{seed}:refusal:{intent.id}")
         templates = rng.sample(HARMFUL_TEMPLATES, min(per_intent, len(HARMFUL_TEMPLATES)))
@@ -352,6 +356,10 @@ def refusal_records(seed: int, system_prompt: str, *, per_intent: int, twins: in
         rng = random.Random(f"{seed}:benign:{k}")
         yield _chat([*_system(rng, system_prompt), {"role": "user", "content": prompt},
                      {"role": "assistant", "content": answer}], "benign_security", f"benign:{k}")
+    for request, answer, template in builder_requests(seed, builders):
+        rng = random.Random(f"{seed}:{template}:{request}")
+        yield _chat([*_system(rng, system_prompt), {"role": "user", "content": request},
+                     {"role": "assistant", "content": answer}], "benign_builder", template)
 
 
 def catalog_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, system_prompt: str, *,
@@ -389,7 +397,7 @@ OVER_REFUSALS = ("I'm sorry, but I can't help with anything related to hacking o
 
 
 def preference_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, system_prompt: str, *,
-                       per_intent: int) -> Iterator[dict[str, Any]]:
+                       per_intent: int, builders: int = 0) -> Iterator[dict[str, Any]]:
     """chosen = refusal / full defensive answer / right id; rejected = compliance / needless refusal / wrong id."""
     def pref(rng: random.Random, user: str, chosen: str, rejected: str, task: str, ids: list[str]) -> dict:
         return {"prompt": [*_system(rng, system_prompt), {"role": "user", "content": user}],
@@ -408,6 +416,12 @@ def preference_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, 
     for k, (prompt, answer) in enumerate(BENIGN_REQUESTS):
         rng = random.Random(f"{seed}:pref-benign:{k}")
         yield pref(rng, prompt, answer, rng.choice(OVER_REFUSALS), "benign_security", [])
+    # The full answer over a stub or a needless refusal: a different seed than SFT's, so other phrasings.
+    for request, answer, template in builder_requests(seed + 1, builders):
+        rng = random.Random(f"{seed}:pref-{template}:{request}")
+        task = next(t for t in BUILDER_TASKS if t.id == template.split(":")[1])
+        stub = rng.choice(STUB_REPLIES).format(does_short=task.do)
+        yield pref(rng, request, answer, stub, "benign_builder", [])
     by_id = {c["id"]: c for c in cwes}
     ids = sorted(by_id)
     for cid in ids:
