@@ -1,6 +1,7 @@
 """The evolve prompt set: a versioned ``prompt_completion`` dataset of prompts with reference answers.
 
-Sources: the curated harmful requests and their defensive twins (``refusals``), multiple-choice and
+Sources: the curated harmful requests and their defensive twins (``refusals``), the recipe's harmful
+intents asked through its many request templates next to their twins (``templated_refusals``), multiple-choice and
 remediation questions on CWE weaknesses the generators may teach (``cwe_choice``, ``cwe_fix``: never a
 held-out one), user-supplied prompt datasets, and tasks from agent trajectories. The reference answer is
 what verifiers check against (the correct letter, the curated refusal); each record's ``metadata.task`` is
@@ -65,6 +66,35 @@ def _refusals(n: int) -> list[Prompt]:
         ids = (*p.attack_ids, *(f"CWE-{c}" for c in p.cwe_ids))
         out.append(Prompt(f"harmful:{p.id}", HARMFUL, _conv(p.harmful), p.refusal, ids))
         out.append(Prompt(f"defensive:{p.id}", "defensive_help", _conv(p.defensive), p.answer, ids))
+    return out
+
+
+def _templated_refusals(n: int, seed: int) -> list[Prompt]:
+    """Harmful requests in many phrasings (the recipe's intents x request templates), each intent's defensive
+    twins in several phrasings next to them: volume and variety, so DPO learns the intent, not one sentence.
+
+    Round-robin over intents, so ``n`` prompts cover every intent before any intent gets a second phrasing.
+    """
+    from secops_ai.data.generators import recipe
+
+    rng = random.Random(f"evolve-templated:{seed}")
+    harmful: list[list[Prompt]] = []
+    twins: list[list[Prompt]] = []
+    for intent in recipe.INTENTS:
+        tpls = rng.sample(recipe.HARMFUL_TEMPLATES, len(recipe.HARMFUL_TEMPLATES))
+        harmful.append([Prompt(f"templated:{intent.id}:{recipe.HARMFUL_TEMPLATES.index(t)}:{k % len(intent.asks)}",
+                               HARMFUL, _conv(recipe._fill(t, ask=intent.asks[k % len(intent.asks)])),
+                               recipe._refusal(rng, intent)) for k, t in enumerate(tpls)])
+        questions, answer = recipe._defensive(intent)
+        twins.append([Prompt(f"templated-twin:{intent.id}:{j}:{recipe.DEFENSIVE_TEMPLATES.index(t)}",
+                             "defensive_help", _conv(recipe._fill(t, q=q, q_lower=q[:1].lower() + q[1:])), answer)
+                      for j, q in enumerate(questions) for t in recipe.DEFENSIVE_TEMPLATES])
+    out: list[Prompt] = []
+    for pool in (harmful, twins):
+        picked: list[Prompt] = []
+        for rnd in range(max(len(x) for x in pool)):
+            picked += [x[rnd] for x in pool if rnd < len(x)]
+        out += picked[:n]
     return out
 
 
@@ -164,6 +194,8 @@ def collect(config: EvolveConfig, store: DatasetStore) -> tuple[list[Prompt], li
     for src in p.sources:
         if src == "refusals":
             prompts += _refusals(p.per_source)
+        elif src == "templated_refusals":
+            prompts += _templated_refusals(p.per_source, seed)
         elif src == "cwe_choice":
             prompts += _cwe_choice(p.per_source, seed)
         elif src == "cwe_fix":
