@@ -47,6 +47,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -366,103 +367,127 @@ class Sandbox:
         full, fds = self._launch(*self._parts(args, run_root, self._inner_cwd(run_root, cwd), limits, ro_paths))
         roots = {*self._roots, run_root}
         quota = self.disk_quota
-        next_check, check_every = 0.0, 0.25
-
         start = time.monotonic()
+        proc = _spawn(full, fds, stdin)
         try:
-            proc = subprocess.Popen(
-                full,
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,  # bwrap leads its own process group: one killpg reaches it
-                close_fds=True,
-                pass_fds=fds,
-                env=_BWRAP_ENV,  # bwrap's init is pid 1 inside: the host's environment must not be in its environ
-            )
+            out = _drain(proc, limits, start + limits.wall_timeout, roots, quota)
         finally:
-            for fd in fds:
-                os.close(fd)
-        if stdin is not None:  # fed from a thread: a command that writes before it reads must not deadlock us
-            threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
-        kept = {"stdout": bytearray(), "stderr": bytearray()}
-        truncated = {"stdout": False, "stderr": False}
-        total = 0
-        timed_out = killed = False
-        kill_reason: str | None = None
-        deadline = start + limits.wall_timeout
-
-        sel = selectors.DefaultSelector()
-        assert proc.stdout is not None and proc.stderr is not None
-        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
-        try:
-            while sel.get_map():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    timed_out, kill_reason = True, f"wall timeout {limits.wall_timeout}s"
-                    break
-                if quota is not None and time.monotonic() >= next_check:
-                    t0 = time.monotonic()
-                    if _usage(roots, quota) > quota:
-                        killed, kill_reason = True, f"disk quota: the working copies passed {quota} bytes"
-                        break
-                    check_every = max(0.25, 5 * (time.monotonic() - t0))  # big trees: walk less often
-                    next_check = time.monotonic() + check_every
-                wait = min(remaining, check_every if quota is not None else 1.0)
-                for key, _ in sel.select(timeout=wait):
-                    chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        continue
-                    total += len(chunk)
-                    buf = kept[key.data]
-                    room = limits.output_cap - len(buf)
-                    if room > 0:
-                        buf += chunk[:room]
-                    if len(chunk) > max(room, 0):
-                        truncated[key.data] = True
-                if total > limits.output_kill_bytes:
-                    killed, kill_reason = True, f"output exceeded {limits.output_kill_bytes} bytes"
-                    break
-            if not (timed_out or killed):
-                try:
-                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    timed_out, kill_reason = True, f"wall timeout {limits.wall_timeout}s"
-        finally:
-            if proc.poll() is None:
-                _kill_group(proc)
-                proc.wait()
-            # pid 1 of the namespace dies asynchronously (PDEATHSIG after a kill; and bubblewrap may report a
-            # normal exit before the kernel has torn down the rest): wait until every process of the sandbox's
-            # own uid is gone, so that when run() returns nothing of this sandbox is still running.
-            if self.privileged:
-                _wait_for_uid_exit(self.uid)
-            sel.close()
-            proc.stdout.close()
-            proc.stderr.close()
-        if quota is not None and not (killed or timed_out) and _usage(roots, quota) > quota:
-            killed, kill_reason = True, f"disk quota: the working copies passed {quota} bytes"
+            self._reap(proc)
+        if quota is not None and not (out.killed or out.timed_out) and _usage(roots, quota) > quota:
+            out.killed, out.kill_reason = True, f"disk quota: the working copies passed {quota} bytes"
         exit_code = proc.returncode
         if exit_code is not None and exit_code < 0:  # killed by a signal before bwrap could report
             exit_code = 128 - exit_code
-        if not killed and not timed_out and exit_code in (128 + signal.SIGXCPU, 128 + signal.SIGKILL):
+        if not out.killed and not out.timed_out and exit_code in (128 + signal.SIGXCPU, 128 + signal.SIGKILL):
             # RLIMIT_CPU sends SIGXCPU at the soft limit and SIGKILL at the hard one.
-            kill_reason = "cpu limit" if exit_code == 128 + signal.SIGXCPU else "killed by SIGKILL"
+            out.kill_reason = "cpu limit" if exit_code == 128 + signal.SIGXCPU else "killed by SIGKILL"
         return SandboxResult(
             argv=args,
-            exit_code=None if (timed_out or killed) else exit_code,
-            stdout=kept["stdout"].decode("utf-8", "replace"),
-            stderr=kept["stderr"].decode("utf-8", "replace"),
-            stdout_truncated=truncated["stdout"],
-            stderr_truncated=truncated["stderr"],
-            timed_out=timed_out,
-            killed=killed or timed_out,
-            kill_reason=kill_reason,
+            exit_code=None if (out.timed_out or out.killed) else exit_code,
+            stdout=out.kept["stdout"].decode("utf-8", "replace"),
+            stderr=out.kept["stderr"].decode("utf-8", "replace"),
+            stdout_truncated=out.truncated["stdout"],
+            stderr_truncated=out.truncated["stderr"],
+            timed_out=out.timed_out,
+            killed=out.killed or out.timed_out,
+            kill_reason=out.kill_reason,
             duration_s=time.monotonic() - start,
-            output_bytes=total,
+            output_bytes=out.total,
         )
+
+    def _reap(self, proc: subprocess.Popen) -> None:
+        """Kill what is left of the sandbox's process group and wait until none of its processes runs."""
+        if proc.poll() is None:
+            _kill_group(proc)
+            proc.wait()
+        # pid 1 of the namespace dies asynchronously (PDEATHSIG after a kill; and bubblewrap may report a
+        # normal exit before the kernel has torn down the rest): wait until every process of the sandbox's
+        # own uid is gone, so that when run() returns nothing of this sandbox is still running.
+        if self.privileged:
+            _wait_for_uid_exit(self.uid)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _spawn(argv: list[str], fds: list[int], stdin: bytes | None) -> subprocess.Popen:
+    """Start bubblewrap with the fds it reads its options from (closed here once it has them)."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # bwrap leads its own process group: one killpg reaches it
+            close_fds=True,
+            pass_fds=fds,
+            env=_BWRAP_ENV,  # bwrap's init is pid 1 inside: the host's environment must not be in its environ
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+    if stdin is not None:  # fed from a thread: a command that writes before it reads must not deadlock us
+        threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
+    return proc
+
+
+@dataclass
+class _Output:
+    """What a run printed (capped per stream) and why it was stopped, if it was."""
+
+    kept: dict[str, bytearray] = field(default_factory=lambda: {"stdout": bytearray(), "stderr": bytearray()})
+    truncated: dict[str, bool] = field(default_factory=lambda: {"stdout": False, "stderr": False})
+    total: int = 0
+    timed_out: bool = False
+    killed: bool = False
+    kill_reason: str | None = None
+
+
+def _drain(proc: subprocess.Popen, limits: SandboxLimits, deadline: float, roots: set[Path],
+           quota: int | None) -> _Output:
+    """Read both pipes until the command ends, keeping ``output_cap`` bytes of each; stop at the wall
+    deadline, at ``output_kill_bytes`` in all, or when the working copies pass the disk quota."""
+    out = _Output()
+    next_check, check_every = 0.0, 0.25
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    try:
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                out.timed_out, out.kill_reason = True, f"wall timeout {limits.wall_timeout}s"
+                return out
+            if quota is not None and time.monotonic() >= next_check:
+                t0 = time.monotonic()
+                if _usage(roots, quota) > quota:
+                    out.killed, out.kill_reason = True, f"disk quota: the working copies passed {quota} bytes"
+                    return out
+                check_every = max(0.25, 5 * (time.monotonic() - t0))  # big trees: walk less often
+                next_check = time.monotonic() + check_every
+            for key, _ in sel.select(timeout=min(remaining, check_every if quota is not None else 1.0)):
+                chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                out.total += len(chunk)
+                buf = out.kept[key.data]
+                room = limits.output_cap - len(buf)
+                if room > 0:
+                    buf += chunk[:room]
+                if len(chunk) > max(room, 0):
+                    out.truncated[key.data] = True
+            if out.total > limits.output_kill_bytes:
+                out.killed, out.kill_reason = True, f"output exceeded {limits.output_kill_bytes} bytes"
+                return out
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            out.timed_out, out.kill_reason = True, f"wall timeout {limits.wall_timeout}s"
+        return out
+    finally:
+        sel.close()
 
 
 _WORKING: set[tuple[str, bool]] = set()
