@@ -103,6 +103,121 @@ def _device(name: str, local_rank: int) -> str:
     return name
 
 
+@dataclass
+class _Processes:
+    """This process' place in the run: DDP rank and world size, and the device it trains on."""
+
+    ddp: bool
+    rank: int
+    local_rank: int
+    world: int
+    device: str
+    own_group: bool  # this call initialised the process group (and destroys it at the end)
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def device_type(self) -> str:
+        return "cuda" if self.device.startswith("cuda") else "cpu"
+
+
+def _setup_processes(cfg: PretrainConfig) -> _Processes:
+    """Single process, or one DDP rank under torchrun (NCCL on GPUs, gloo on CPU)."""
+    if int(os.environ.get("RANK", -1)) == -1:
+        procs = _Processes(False, 0, 0, 1, _device(cfg.device, 0), own_group=False)
+    else:
+        rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+        procs = _Processes(True, rank, local_rank, world, _device(cfg.device, local_rank), own_group=False)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if procs.device_type == "cuda" else "gloo")
+            procs.own_group = True
+        if procs.device_type == "cuda":
+            torch.cuda.set_device(procs.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.gradient_accumulation_steps % procs.world:
+        raise ValueError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must divide by "
+                         f"{procs.world}")
+    return procs
+
+
+def _run_folder(workspace: Workspace, cfg: PretrainConfig, corpus_name: str, procs: _Processes, *,
+                resume: bool) -> tuple[str, Path]:
+    """The run id (every rank agrees on rank 0's) and its folder; resuming needs its checkpoint."""
+    run_id = cfg.run_id or f"{corpus_name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    if procs.ddp:
+        box = [run_id]
+        dist.broadcast_object_list(box, src=0)
+        run_id = box[0]
+    run_dir = runs_dir(workspace) / run_id
+    if resume and not (run_dir / CKPT).is_file():
+        raise FileNotFoundError(f"cannot resume: no checkpoint at {run_dir / CKPT}")
+    if not resume and run_dir.exists():
+        raise FileExistsError(f"run {run_id} already exists at {run_dir}; resume it or choose another run_id")
+    return run_id, run_dir
+
+
+def _restore(ckpt_path: Path, procs: _Processes, model: GPT, optimizer: Any, scaler: Any, batches: Batches,
+             model_cfg: Any) -> tuple[int, float]:
+    """Load weights, optimiser, scaler and this rank's RNG and sampler state; returns (iter_num, best_val)."""
+    ckpt = torch.load(ckpt_path, map_location=procs.device, weights_only=False)
+    if ckpt["model_config"] != model_cfg.model_dump():
+        raise ValueError(f"{ckpt_path}: the model section differs from the checkpoint's; only training "
+                         f"settings may change on resume")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    state = ckpt["rng"][procs.rank] if procs.rank < len(ckpt["rng"]) else ckpt["rng"][0]
+    batches.gen.set_state(state["sampler"])
+    torch.set_rng_state(state["torch"])
+    if procs.device_type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], procs.device)
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    return ckpt["iter_num"], ckpt["best_val_loss"]
+
+
+@torch.no_grad()
+def _estimate_loss(model: Any, raw_model: GPT, splits: dict[str, np.ndarray], cfg: PretrainConfig, block_size: int,
+                   device: str, autocast: Any) -> dict[str, float]:
+    """Mean loss over ``eval_iters`` batches per split, the same fixed batches at every evaluation."""
+    out = {}
+    model.eval()
+    for split, data in splits.items():
+        batches = Batches(data, block_size, cfg.batch_size, cfg.seed + 7919, device)
+        losses = torch.zeros(cfg.eval_iters)
+        for k in range(cfg.eval_iters):
+            x, y = batches.next()
+            with autocast:
+                _, loss = raw_model(x, y)
+            losses[k] = loss.item()
+        out[split] = losses.mean().item()
+    model.train()
+    return out
+
+
+def _save_checkpoint(path: Path, procs: _Processes, sampler: torch.Generator, state: dict[str, Any]) -> None:
+    """Gather every rank's RNG and sampler state; rank 0 writes ``state`` plus them atomically."""
+    rng = {
+        "sampler": sampler.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(procs.device) if procs.device_type == "cuda" else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    states: list[Any] = [rng]
+    if procs.ddp:
+        states = [None] * procs.world
+        dist.all_gather_object(states, rng)
+    if not procs.master:
+        return
+    buf = io.BytesIO()
+    torch.save({**state, "rng": states}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def train(
     cfg: PretrainConfig,
     workspace: Workspace,
@@ -111,26 +226,9 @@ def train(
     progress: bool = True,
     on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    # --- processes and devices -----------------------------------------------------------------
-    ddp = int(os.environ.get("RANK", -1)) != -1
-    rank, local_rank, world = 0, 0, 1
-    own_group = False
-    if ddp:
-        rank, local_rank, world = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-        device = _device(cfg.device, local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-            own_group = True
-        if device.startswith("cuda"):
-            torch.cuda.set_device(device)
-    else:
-        device = _device(cfg.device, 0)
-    master = rank == 0
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.gradient_accumulation_steps % world:
-        raise ValueError(f"gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must divide by {world}")
+    # --- processes, data and run folder ----------------------------------------------------------------
+    procs = _setup_processes(cfg)
+    device, device_type, master, world = procs.device, procs.device_type, procs.master, procs.world
     accum = cfg.gradient_accumulation_steps // world
     ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.dtype]
     autocast = (
@@ -138,29 +236,16 @@ def train(
         if cfg.dtype == "float32"
         else torch.autocast(device_type=device_type, dtype=ptdtype)
     )
-
-    # --- data --------------------------------------------------------------------------------------
     corpus_dir = resolve_corpus(workspace.nanogpt_data, cfg.corpus)
     meta = read_meta(corpus_dir)
     model_cfg = cfg.model.model_copy(update={"vocab_size": cfg.model.vocab_size or meta["vocab_size"]})
     if model_cfg.vocab_size < meta["vocab_size"]:
         raise ValueError(f"model.vocab_size {model_cfg.vocab_size} < the corpus' {meta['vocab_size']}")
     train_batches = Batches(load_split(corpus_dir, "train"), model_cfg.block_size, cfg.batch_size,
-                            cfg.seed + rank, device)
-    val_data = load_split(corpus_dir, "val")
-
-    # --- run folder --------------------------------------------------------------------------------
-    run_id = cfg.run_id or f"{corpus_dir.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    if ddp:  # every rank must agree on the folder
-        box = [run_id]
-        dist.broadcast_object_list(box, src=0)
-        run_id = box[0]
-    run_dir = runs_dir(workspace) / run_id
+                            cfg.seed + procs.rank, device)
+    splits = {"train": train_batches.data, "val": load_split(corpus_dir, "val")}
+    run_id, run_dir = _run_folder(workspace, cfg, corpus_dir.name, procs, resume=resume)
     ckpt_path = run_dir / CKPT
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"cannot resume: no checkpoint at {ckpt_path}")
-    if not resume and run_dir.exists():
-        raise FileExistsError(f"run {run_id} already exists at {run_dir}; resume it or choose another run_id")
 
     # --- model and optimiser -------------------------------------------------------------------------
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
@@ -168,29 +253,14 @@ def train(
     optimizer = model.configure_optimizer(cfg.weight_decay, cfg.learning_rate, (cfg.beta1, cfg.beta2), device_type)
     scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
     iter_num, best_val = 0, float("inf")
-    torch.manual_seed(cfg.seed + rank)  # dropout differs per rank
+    torch.manual_seed(cfg.seed + procs.rank)  # dropout differs per rank
     if resume:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["model_config"] != model_cfg.model_dump():
-            raise ValueError(f"{ckpt_path}: the model section differs from the checkpoint's; only training "
-                             f"settings may change on resume")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        iter_num, best_val = ckpt["iter_num"], ckpt["best_val_loss"]
-        state = ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0]
-        train_batches.gen.set_state(state["sampler"])
-        torch.set_rng_state(state["torch"])
-        if device_type == "cuda" and state.get("cuda") is not None:
-            torch.cuda.set_rng_state(state["cuda"], device)
-        np.random.set_state(state["numpy"])
-        random.setstate(state["python"])
-        del ckpt
+        iter_num, best_val = _restore(ckpt_path, procs, model, optimizer, scaler, train_batches, model_cfg)
     raw_model = model
     if cfg.compile:
         model = torch.compile(model)
-    if ddp:
-        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    if procs.ddp:
+        model = DDP(model, device_ids=[procs.local_rank] if device_type == "cuda" else None)
 
     if master:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -200,39 +270,11 @@ def train(
     else:
         history = []
 
-    @torch.no_grad()
     def estimate_loss() -> dict[str, float]:
-        """Mean loss over ``eval_iters`` batches per split, the same fixed batches at every evaluation."""
-        out = {}
-        model.eval()
-        for split, data in (("train", train_batches.data), ("val", val_data)):
-            batches = Batches(data, model_cfg.block_size, cfg.batch_size, cfg.seed + 7919, device)
-            losses = torch.zeros(cfg.eval_iters)
-            for k in range(cfg.eval_iters):
-                x, y = batches.next()
-                with autocast:
-                    _, loss = raw_model(x, y)
-                losses[k] = loss.item()
-            out[split] = losses.mean().item()
-        model.train()
-        return out
+        return _estimate_loss(model, raw_model, splits, cfg, model_cfg.block_size, device, autocast)
 
     def save_checkpoint() -> None:
-        rng = {
-            "sampler": train_batches.gen.get_state(),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state(device) if device_type == "cuda" else None,
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-        }
-        states = [rng]
-        if ddp:
-            states = [None] * world
-            dist.all_gather_object(states, rng)
-        if not master:
-            return
-        buf = io.BytesIO()
-        torch.save({
+        _save_checkpoint(ckpt_path, procs, train_batches.gen, {
             "model": raw_model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict(),
@@ -243,9 +285,7 @@ def train(
             "best_val_loss": best_val,
             "world_size": world,
             "tokens_seen": iter_num * tokens_per_iter,
-            "rng": states,
-        }, buf)
-        atomic_write_bytes(ckpt_path, buf.getvalue())
+        })
 
     def log(record: dict[str, Any]) -> None:
         if not master:
@@ -272,7 +312,7 @@ def train(
             loss_sum = 0.0
             for micro_step in range(accum):
                 x, y = train_batches.next()
-                if ddp:  # all-reduce gradients only on the last micro-step
+                if procs.ddp:  # all-reduce gradients only on the last micro-step
                     model.require_backward_grad_sync = micro_step == accum - 1
                 with autocast:
                     _, loss = model(x, y)
@@ -305,7 +345,7 @@ def train(
 
     if math.isnan(last_val):  # resumed at or past max_iters: report the checkpoint's model
         last_val = estimate_loss()["val"]
-    if own_group:
+    if procs.own_group:
         dist.destroy_process_group()
     ms = 1000 * train_time / timed_iters if timed_iters else float("nan")
     return TrainResult(
