@@ -165,43 +165,15 @@ def build_corpus(
     ``key`` is the pseudonymisation key (required when ``spec.obfuscate``; only its key id is stored).
     An existing version is never overwritten: asking for one raises :class:`CorpusError`.
     """
-    if not _NAME.match(spec.name):
-        raise CorpusError(f"corpus name {spec.name!r} must be lower-case letters, digits, '.', '_' or '-'")
-    if version is None:
-        existing = list_versions(nanogpt_dir, spec.name)
-        version = (existing[-1] + 1) if existing else 1
-    final = nanogpt_dir / f"{spec.name}-v{version}"
-    if final.exists():
-        raise CorpusError(f"corpus {final.name} already exists at {final}; corpora are immutable, build a new version")
-    obfuscate = None
-    key_id = None
-    if spec.obfuscate:
-        if not key:
-            raise CorpusError("obfuscation needs a key (--key or SECOPS_OBFUSCATION_KEY), or pass --no-obfuscate")
-        from secops_ai.data.obfuscation import Pseudonymizer
-
-        pseudo = Pseudonymizer(key)
-        obfuscate, key_id = pseudo.text, pseudo.key_id
+    version, final = _new_version(nanogpt_dir, spec.name, version)
+    obfuscate, key_id = _pseudonymizer(spec, key)
     if spec.tokenizer == "bpe" and bpe_tokenizer_dir is None:
         raise CorpusError("tokenizer 'bpe' needs the base model's tokenizer folder")
 
     text = collect_text(spec, obfuscate)
-    # contiguous split at a line boundary, as nanoGPT splits shakespeare: train first, val the tail
-    cut = text.rfind("\n", 0, int(len(text) * (1 - spec.val_fraction))) + 1 or int(len(text) * (1 - spec.val_fraction))
-    tokenizer: Tokenizer
-    tok_meta: dict[str, Any]
-    if spec.tokenizer == "char":
-        tokenizer = CharTokenizer(sorted(set(text)))
-        tok_meta = {"kind": "char", "chars": tokenizer.chars, "unk": UNK}
-    else:
-        assert bpe_tokenizer_dir is not None
-        tokenizer = BPETokenizer(bpe_tokenizer_dir)
-        tok_meta = {"kind": "bpe", "source": str(bpe_tokenizer_dir), "eos_token": tokenizer.tok.eos_token}
+    tokenizer, tok_meta = _tokenizer(spec, text, bpe_tokenizer_dir)
     dtype = np.uint16 if tokenizer.vocab_size <= 65536 else np.uint32
-    train_ids = np.array(tokenizer.encode(text[:cut]), dtype=dtype)
-    val_ids = np.array(tokenizer.encode(text[cut:]), dtype=dtype)
-    if len(val_ids) < 2 or len(train_ids) < 2:
-        raise CorpusError(f"corpus too small to split ({len(train_ids)} train, {len(val_ids)} val tokens)")
+    train_ids, val_ids = _split(text, tokenizer, spec.val_fraction, dtype)
 
     with atomic_dir(final) as tmp:
         train_ids.tofile(tmp / "train.bin")
@@ -234,6 +206,51 @@ def build_corpus(
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         make_read_only(tmp)
     return final
+
+
+def _new_version(nanogpt_dir: Path, name: str, version: int | None) -> tuple[int, Path]:
+    """The version to write (next free when None) and its folder, which must not exist yet."""
+    if not _NAME.match(name):
+        raise CorpusError(f"corpus name {name!r} must be lower-case letters, digits, '.', '_' or '-'")
+    if version is None:
+        existing = list_versions(nanogpt_dir, name)
+        version = (existing[-1] + 1) if existing else 1
+    final = nanogpt_dir / f"{name}-v{version}"
+    if final.exists():
+        raise CorpusError(f"corpus {final.name} already exists at {final}; corpora are immutable, build a new version")
+    return version, final
+
+
+def _pseudonymizer(spec: CorpusSpec, key: str | None) -> tuple[Callable[[str], str] | None, str | None]:
+    """(line pseudonymiser, key id) when the spec asks for obfuscation, else (None, None)."""
+    if not spec.obfuscate:
+        return None, None
+    if not key:
+        raise CorpusError("obfuscation needs a key (--key or SECOPS_OBFUSCATION_KEY), or pass --no-obfuscate")
+    from secops_ai.data.obfuscation import Pseudonymizer
+
+    pseudo = Pseudonymizer(key)
+    return pseudo.text, pseudo.key_id
+
+
+def _tokenizer(spec: CorpusSpec, text: str, bpe_tokenizer_dir: Path | None) -> tuple[Tokenizer, dict[str, Any]]:
+    """The corpus' tokenizer and how ``meta.json`` describes it (a char vocabulary is the text's characters)."""
+    if spec.tokenizer == "char":
+        chars = CharTokenizer(sorted(set(text)))
+        return chars, {"kind": "char", "chars": chars.chars, "unk": UNK}
+    assert bpe_tokenizer_dir is not None
+    bpe = BPETokenizer(bpe_tokenizer_dir)
+    return bpe, {"kind": "bpe", "source": str(bpe_tokenizer_dir), "eos_token": bpe.tok.eos_token}
+
+
+def _split(text: str, tokenizer: Tokenizer, val_fraction: float, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous split at a line boundary, as nanoGPT splits shakespeare: train first, val the tail."""
+    cut = text.rfind("\n", 0, int(len(text) * (1 - val_fraction))) + 1 or int(len(text) * (1 - val_fraction))
+    train_ids = np.array(tokenizer.encode(text[:cut]), dtype=dtype)
+    val_ids = np.array(tokenizer.encode(text[cut:]), dtype=dtype)
+    if len(val_ids) < 2 or len(train_ids) < 2:
+        raise CorpusError(f"corpus too small to split ({len(train_ids)} train, {len(val_ids)} val tokens)")
+    return train_ids, val_ids
 
 
 def _sha256(path: Path) -> str:
