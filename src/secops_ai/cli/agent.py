@@ -50,10 +50,8 @@ def run(
     json_events: bool = typer.Option(False, "--json", help="Print raw events (JSONL) instead of rendering."),
 ) -> None:
     """Run an agent on TASK over a sandboxed copy of --workspace, showing each step live."""
-    from pydantic import ValidationError
-
-    from secops_ai.agents.actions import ApprovalDecision, Budget
-    from secops_ai.agents.runs import RunManager, RunRequest
+    from secops_ai.agents.actions import Budget
+    from secops_ai.agents.runs import RunManager
     from secops_ai.config import get_settings
 
     if approve not in ("ask", "deny", "allow"):
@@ -61,18 +59,10 @@ def run(
     _check_mode(mode)
     _check_model(model if not script else None)
     interactive = approve == "ask" and sys.stdin.isatty()
-    try:
-        playbook = json.loads(script.read_text()) if script else None
-        request = RunRequest(
-            task=task, workspace=str(workspace), model="scripted" if script else model, script=playbook,
-            budget=Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds,
-                          tokens_per_call=tokens_per_call),
-            approval=approve if approve != "ask" or interactive else "deny", reflect=reflect,
-            mode=mode)  # type: ignore[arg-type]
-    except json.JSONDecodeError as exc:
-        fail(f"--script {script}: line {exc.lineno}: {exc.msg}")
-    except ValidationError as exc:
-        fail(f"{'--script ' + str(script) if script else 'options'}: {_first_error(exc)}")
+    budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_seconds=max_seconds,
+                    tokens_per_call=tokens_per_call)
+    request = _run_request(task, workspace, model, script, budget,
+                           approval=approve if approve != "ask" or interactive else "deny", reflect=reflect, mode=mode)
     if approve == "ask" and not interactive:
         console.print("[yellow]stdin is not a terminal: high-risk actions will be refused (use --approve).[/]")
 
@@ -84,6 +74,32 @@ def run(
     except ValueError as exc:
         fail(str(exc))
     console.print(f"run [bold]{handle.run_id}[/] → {manager.runs_dir / (handle.run_id + '.jsonl')}")
+    _follow(manager, handle, interactive=interactive, json_events=json_events)
+    outcome = handle.result.outcome if handle.result else "error"
+    raise typer.Exit(0 if outcome == "succeeded" else 1)
+
+
+def _run_request(task: str, workspace: Path, model: str | None, script: Path | None, budget: Any, *,
+                 approval: str, reflect: bool, mode: str) -> Any:
+    """The run request the options describe; a bad playbook or value fails naming where."""
+    from pydantic import ValidationError
+
+    from secops_ai.agents.runs import RunRequest
+
+    try:
+        playbook = json.loads(script.read_text()) if script else None
+        return RunRequest(task=task, workspace=str(workspace), model="scripted" if script else model, script=playbook,
+                          budget=budget, approval=approval, reflect=reflect, mode=mode)  # type: ignore[arg-type]
+    except json.JSONDecodeError as exc:
+        fail(f"--script {script}: line {exc.lineno}: {exc.msg}")
+    except ValidationError as exc:
+        fail(f"{'--script ' + str(script) if script else 'options'}: {_first_error(exc)}")
+
+
+def _follow(manager: Any, handle: Any, *, interactive: bool, json_events: bool) -> None:
+    """Show the run's events as they come, asking at the terminal for approvals, until its last one.
+
+    Ctrl-C cancels the run cleanly and shows the events that lead to its end."""
     seq = -1
     try:
         while True:
@@ -97,11 +113,10 @@ def run(
                 if interactive and _is(data, "approval_requested"):
                     value = data["payload"]["value"]
                     ok = typer.confirm(f"Allow {value['tool']} {json.dumps(value['args'])}?", default=False)
-                    manager.approve(handle.run_id, ApprovalDecision(tool_call_id=value["tool_call_id"], approved=ok,
-                                                                    reason="" if ok else "refused at the terminal",
-                                                                    by="cli"))
+                    manager.decide_pending(handle.run_id, approved=ok, tool_call_id=value["tool_call_id"],
+                                           reason="" if ok else "refused at the terminal", by="cli")
             if handle.done and seq == handle.log.events[-1].seq:
-                break
+                return
     except KeyboardInterrupt:
         console.print("[yellow]cancelling…[/]")
         manager.cancel(handle.run_id)
@@ -109,8 +124,6 @@ def run(
             handle.thread.join()
         for event in handle.log.events[seq + 1:]:
             render(event.model_dump(mode="json"))
-    outcome = handle.result.outcome if handle.result else "error"
-    raise typer.Exit(0 if outcome == "succeeded" else 1)
 
 
 @app.command("replay")
