@@ -1,15 +1,16 @@
-"""Dependencies shared by routers (as the FastAPI full-stack template's ``api/deps.py``): settings, the agent
-run manager, API-key auth.
+"""Dependencies shared by routers (as the FastAPI full-stack template's ``api/deps.py``): settings, the model
+service and its OpenAI serving layer, the remote proxy, guardrails, the agent run manager, API-key auth.
 
-The objects live on ``app.state``: settings from :func:`~secops_ai.api.app.create_app`, the run manager from
-the app's ``lifespan`` (so it is created once, at startup, and shut down with the app). Routers ask for them
-with the ``Annotated`` aliases below instead of reaching into ``request.app.state``.
+The objects live on ``app.state``: settings, the model service, the serving layer and guardrails from
+:func:`~secops_ai.api.app.create_app`; the remote proxy and the run manager from the app's ``lifespan`` (created
+once, at startup, and closed with the app). Routers ask for them with the ``Annotated`` aliases below instead
+of reaching into ``request.app.state``.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection  # a Request or a WebSocket: auth covers /agents/runs/{id}/ws too
@@ -17,6 +18,9 @@ from starlette.requests import HTTPConnection  # a Request or a WebSocket: auth 
 from secops_ai.agents.runs import RunManager
 from secops_ai.config import Settings
 from secops_ai.inference.protocol import OpenAIError as APIError
+from secops_ai.inference.remote import RemoteProxy
+from secops_ai.inference.service import ModelService
+from secops_ai.inference.serving import OpenAIServing
 
 
 def get_app_settings(request: HTTPConnection) -> Settings:
@@ -30,8 +34,30 @@ def get_run_manager(request: HTTPConnection) -> RunManager:
     return manager
 
 
+def get_models(request: HTTPConnection) -> ModelService:
+    return request.app.state.models
+
+
+def get_serving(request: HTTPConnection) -> OpenAIServing:
+    return request.app.state.serving
+
+
+def get_remote(request: HTTPConnection) -> RemoteProxy | None:
+    """The proxy to ``SECOPS_LLM_BASE_URL`` (remote mode), or None when this server runs the model."""
+    return getattr(request.app.state, "remote", None)
+
+
+def get_guardrails(request: HTTPConnection) -> Any:
+    """The app's :class:`~secops_ai.guardrails.Guardrails`, or None without ``SECOPS_GUARDRAILS_POLICY``."""
+    return getattr(request.app.state, "guardrails", None)
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RunManagerDep = Annotated[RunManager, Depends(get_run_manager)]
+ModelsDep = Annotated[ModelService, Depends(get_models)]
+ServingDep = Annotated[OpenAIServing, Depends(get_serving)]
+RemoteDep = Annotated[RemoteProxy | None, Depends(get_remote)]
+GuardrailsDep = Annotated[Any, Depends(get_guardrails)]  # typed loosely: guardrails loads only when configured
 
 
 def require_api_key(request: HTTPConnection, settings: SettingsDep) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from secops_ai.api.deps import GuardrailsDep, ModelsDep, RemoteDep
 from secops_ai.api.errors import error_body
 from secops_ai.api.openapi_doc import errors
 
@@ -18,16 +19,13 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses=errors(503))
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(service: ModelsDep, remote: RemoteDep, guardrails: GuardrailsDep) -> JSONResponse:
     """200 once requests can be served: the local model is loaded, or the remote engine answers."""
-    remote = request.app.state.remote
     if remote is not None:
         ok, detail = await remote.ready()
         if ok:
             return JSONResponse({"status": "ready", "engine": "remote", "base_url": remote.base_url})
         return JSONResponse(error_body(503, detail, code="model_not_ready"), status_code=503)
-    service = request.app.state.models
-    guardrails = getattr(request.app.state, "guardrails", None)
     if guardrails is not None:  # a policy that cannot screen must not look ready (requests would get 503)
         ok, detail = guardrails.status()
         if not ok:

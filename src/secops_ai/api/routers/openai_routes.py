@@ -17,9 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from secops_ai.api.deps import GuardrailsDep, RemoteDep, ServingDep, SettingsDep
 from secops_ai.api.errors import APIError
 from secops_ai.api.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from secops_ai.inference.serving import OpenAIServing, Result
+from secops_ai.inference.serving import Result
 from secops_ai.observability.tracing import genai_span, set_attributes
 
 _ERROR = {"description": "OpenAI-shaped error", "content": {"application/json": {}}}
@@ -28,10 +29,6 @@ _STREAMED = {200: {"description": "A JSON body, or an SSE stream with stream=tru
                    "content": {"application/json": {}, "text/event-stream": {}}}, **_ERRORS}
 
 router = APIRouter(tags=["openai"])
-
-
-def _serving(request: Request) -> OpenAIServing:
-    return request.app.state.serving
 
 
 def _gone(request: Request):
@@ -50,38 +47,38 @@ def _reply(result: Result) -> Any:
 
 
 @router.get("/models", responses=_ERRORS)
-async def list_models(request: Request) -> Any:
-    if request.app.state.remote:
-        return await request.app.state.remote.forward(request, "/models")
-    return await _serving(request).models()
+async def list_models(request: Request, serving: ServingDep, remote: RemoteDep) -> Any:
+    if remote:
+        return await remote.forward(request, "/models")
+    return await serving.models()
 
 
 @router.post("/chat/completions", responses=_STREAMED)
-async def chat_completions(request: Request, body: ChatCompletionRequest) -> Any:
-    if request.app.state.remote:
-        return await request.app.state.remote.forward(request, "/chat/completions")
-    return _reply(await _serving(request).chat(body, _gone(request)))
+async def chat_completions(request: Request, body: ChatCompletionRequest, serving: ServingDep,
+                           remote: RemoteDep) -> Any:
+    if remote:
+        return await remote.forward(request, "/chat/completions")
+    return _reply(await serving.chat(body, _gone(request)))
 
 
 @router.post("/completions", responses=_STREAMED)
-async def completions(request: Request, body: CompletionRequest) -> Any:
-    if request.app.state.remote:
-        return await request.app.state.remote.forward(request, "/completions")
-    if getattr(request.app.state, "guardrails", None) is not None:  # SECOPS_GUARDRAILS_POLICY (no hook point here)
+async def completions(request: Request, body: CompletionRequest, serving: ServingDep, remote: RemoteDep,
+                      guardrails: GuardrailsDep) -> Any:
+    if remote:
+        return await remote.forward(request, "/completions")
+    if guardrails is not None:  # SECOPS_GUARDRAILS_POLICY (no hook point here)
         from secops_ai.guardrails.hooks import guarded_completions
 
-        return _reply(await guarded_completions(_serving(request), request.app.state.guardrails, body,
-                                                _gone(request)))
-    return _reply(await _serving(request).completions(body, _gone(request)))
+        return _reply(await guarded_completions(serving, guardrails, body, _gone(request)))
+    return _reply(await serving.completions(body, _gone(request)))
 
 
 @router.post("/embeddings", responses=_ERRORS)
-async def embeddings(request: Request, body: EmbeddingRequest) -> Any:
-    if request.app.state.remote:
-        return await request.app.state.remote.forward(request, "/embeddings")
+async def embeddings(request: Request, body: EmbeddingRequest, settings: SettingsDep, remote: RemoteDep) -> Any:
+    if remote:
+        return await remote.forward(request, "/embeddings")
     from secops_ai.knowledge.embeddings import EMBEDDING_DIM, count_tokens, embed
 
-    settings = request.app.state.settings
     if body.model not in ("default", settings.embedding_model, "all-MiniLM-L6-v2", "text-embedding-ada-002"):
         raise APIError(404, f"The embedding model '{body.model}' does not exist; use '{settings.embedding_model}'.",
                        param="model", code="model_not_found")
