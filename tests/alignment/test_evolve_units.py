@@ -179,3 +179,20 @@ def test_judge_budget_keeps_every_unverified_answer_and_a_spread_of_verified_one
     picked = [c.index for c in to_judge(cands, verdicts, 3)]
     assert picked == [0, 3, 5, 8, 9]  # 3 of the 8 verified, spread out, plus both unverified
     assert [c.index for c in to_judge(cands, verdicts, 0)] == [8, 9]
+
+
+def test_templated_refusals_cover_every_intent_before_repeating_and_keep_their_twins(workspace) -> None:
+    from secops_ai.data.generators.recipe import INTENTS
+    from secops_ai.data.store import DatasetStore
+
+    store = DatasetStore(workspace)
+    n = len(INTENTS) + 6
+    cfg = EvolveConfig(name="t", prompts={"sources": ["templated_refusals"], "per_source": n})
+    pref, dropped = build_prompt_dataset(cfg, store)
+    prompts = load_prompts(store, pref)
+    harmful = [p for p in prompts if prompt_is_harmful(p)]
+    twins = [p for p in prompts if p.category == "defensive_help"]
+    assert dropped == 0 and len(harmful) == n and len(twins) == n
+    assert {p.id.split(":")[1] for p in harmful[:len(INTENTS)]} == {i.id for i in INTENTS}
+    assert len({p.user for p in harmful}) == n  # the repeats are other phrasings, not copies
+    assert all(not prompt_is_harmful(p) for p in twins)
