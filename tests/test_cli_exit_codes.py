@@ -60,3 +60,14 @@ def test_agent_run_rejects_bad_option_values_before_starting(workspace: Workspac
         result = CliRunner().invoke(app, ["agent", "run", "x", "--workspace", str(tmp_path), flag, value])
         assert result.exit_code == EXIT_USAGE and result.stderr.startswith(f"error: {flag}: '{value}'")
     assert list(workspace.agent_runs.glob("*.jsonl")) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["data", "import", "xml", "x.xml"],
+    ["data", "verify"],
+    ["data", "export", "starter/security-sft@1", "--out", "out", "--format", "alpaca-csv"],
+    ["data", "export", "starter/security-sft@1", "--out", "out", "--style", "chatml"],
+])
+def test_data_usage_errors_exit_2(workspace: Workspace, args: list[str]) -> None:
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == EXIT_USAGE and result.stderr.startswith("error: "), result.output

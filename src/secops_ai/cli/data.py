@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from secops_ai.cli.failure import fail as _fail
+from secops_ai.cli.failure import EXIT_USAGE, fail
 from secops_ai.cli.tables import fold_table
 
 app = typer.Typer(no_args_is_help=True)
@@ -36,7 +36,7 @@ def _run(fn, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except (DatasetError, FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _print_manifest(m: Any) -> None:
@@ -69,15 +69,15 @@ def import_cmd(
     from secops_ai.data.obfuscation import Pseudonymizer
 
     if format not in IMPORT_FORMATS:
-        _fail(f"unknown format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}")
+        fail(f"unknown format {format!r}; choose one of {', '.join(IMPORT_FORMATS)}", EXIT_USAGE)
     if format == "auto" and path is not None and path.is_file():
         format = detect_format(path) or format  # import_dataset names the problem when undetectable
     if obfuscate is None:
         obfuscate = format == "logs" or (format in ("sarif", "bandit-json", "semgrep-json", "jsonl") and bool(key))
     if obfuscate and format in ("cwe", "attack"):
-        _fail(f"--obfuscate does not apply to {format}")
+        fail(f"--obfuscate does not apply to {format}", EXIT_USAGE)
     if obfuscate and not key:
-        _fail(f"obfuscation needs a key: pass --key or set {KEY_ENV} (or pass --no-obfuscate to keep identifiers)")
+        fail(f"obfuscation needs a key: pass --key or set {KEY_ENV} (or pass --no-obfuscate to keep identifiers)")
     pseudo = Pseudonymizer(key) if obfuscate and key else None
     with console.status(f"importing {format}…"):
         m = _run(import_dataset, _store(), format, path, provider=provider, name=name, kind=kind,
@@ -117,7 +117,7 @@ def _load_config(path: Path | None, sets: list[str]) -> dict[str, Any]:
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc, source)) from None
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return cfg
 
 
@@ -190,7 +190,7 @@ def verify_cmd(
     """Recompute hashes and record counts; exit 1 naming each file that changed."""
     store = _store()
     if not ref and not all_:
-        _fail("give a dataset ref or --all")
+        fail("give a dataset ref or --all", EXIT_USAGE)
     refs = [m.ref for m in store.list()] if all_ else [ref]
     bad = 0
     for r in refs:
@@ -217,9 +217,9 @@ def export_cmd(
     from secops_ai.data.export import export_llamafactory
 
     if format != "llamafactory":
-        _fail(f"unknown export format {format!r}; supported: llamafactory")
+        fail(f"unknown export format {format!r}; supported: llamafactory", EXIT_USAGE)
     if style not in ("auto", "sharegpt", "alpaca"):
-        _fail(f"unknown style {style!r}; choose auto, sharegpt or alpaca")
+        fail(f"unknown style {style!r}; choose auto, sharegpt or alpaca", EXIT_USAGE)
     path = _run(export_llamafactory, _store(), ref, out, style=style, entry=entry)
     console.print(f"[green]exported[/green] {ref} → {path} (+ {out / 'dataset_info.json'})", highlight=False)
 
@@ -271,9 +271,9 @@ def obfuscate_cmd(
     from secops_ai.data.obfuscation import Pseudonymizer
 
     if not key:
-        _fail(f"pass --key or set {KEY_ENV}")
+        fail(f"pass --key or set {KEY_ENV}")
     if out is not None and out.resolve() == path.resolve():
-        _fail("--out must differ from the input; raw inputs are never modified")
+        fail("--out must differ from the input; raw inputs are never modified")
     pseudo = Pseudonymizer(key)
     with path.open(encoding="utf-8", errors="replace") as fh:
         lines = (pseudo.text(line.rstrip("\n")) + "\n" for line in fh)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from secops_ai.cli.failure import fail as _fail
+from secops_ai.cli.failure import fail
 from secops_ai.cli.tables import fold_table
 
 app = typer.Typer(no_args_is_help=True)
@@ -22,7 +22,7 @@ def _registry():
     try:
         return Registry()
     except RegistryError as exc:  # e.g. DATABASE_URL names PostgreSQL without its driver installed
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _call(fn, *args, **kwargs):
@@ -32,7 +32,7 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except (RegistryError, ModelCardError, FileNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command("list")
@@ -117,5 +117,5 @@ def export_gguf(
     try:
         path = _call(export, get_settings(), name, out.expanduser().resolve(), quant)
     except (GGUFError, AdapterError, ModelNotFoundError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"[green]exported[/green] {name} -> {path} ({path.stat().st_size / 1e6:.1f} MB, {quant})")

@@ -14,8 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from secops_ai.cli.failure import fail as _fail
-from secops_ai.cli.failure import warn
+from secops_ai.cli.failure import fail, warn
 from secops_ai.cli.tables import fold_table
 
 app = typer.Typer(no_args_is_help=True)
@@ -57,9 +56,9 @@ def run(
         run_id = run_id or new_run_id(cfg)  # chosen here so an interrupted run can be named in the hint
         result = train(cfg, run_id=run_id, progress=progress)
     except _errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
-        _fail(f"interrupted; nothing was registered. Continue with `secops-ai train resume {run_id}` "
+        fail(f"interrupted; nothing was registered. Continue with `secops-ai train resume {run_id}` "
               "(see `secops-ai train status`).")
     _report(result)
 
@@ -75,7 +74,7 @@ def resume_cmd(
     try:
         result = resume(run_id, progress=progress)
     except _errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _report(result)
 
 
@@ -94,7 +93,7 @@ def status(
         try:
             typer.echo(json.dumps(run_status(run_id, settings), indent=2))
         except (JobNotFound, StatusUnreadable) as exc:
-            _fail(f"training run {run_id}: {exc}" if isinstance(exc, StatusUnreadable) else str(exc))
+            fail(f"training run {run_id}: {exc}" if isinstance(exc, StatusUnreadable) else str(exc))
         return
     warnings: list[str] = []
     runs = list_runs(settings, warnings)
@@ -127,5 +126,5 @@ def export(
         cfg = RunConfig.from_yaml(config, overrides=list(overrides or []))
         job = write_job(cfg, get_settings(), out, output_dir=out / "output")
     except _errors() as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"[green]wrote[/green] {job}  (run: llamafactory-cli train {job})", highlight=False)
