@@ -1,6 +1,7 @@
 """CLI group ``secops-ai data``: import, generate, list, show, verify, export, build-starter, obfuscate.
 
-Commands parse arguments and call ``secops_ai.data``; errors are printed with what to fix and exit 1.
+Commands parse arguments and call ``secops_ai.data``; errors are printed with what to fix (exit codes:
+:mod:`secops_ai.cli.failure`).
 """
 
 from __future__ import annotations
