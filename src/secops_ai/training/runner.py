@@ -150,7 +150,7 @@ def _train(config: RunConfig, settings: Settings | None, *, run_id: str | None, 
     from secops_ai.training.providers import external_runner
 
     if (engine := external_runner(config)) is not None:
-        return engine(config, settings, run_id=run_id)
+        return engine(config, settings, run_id=run_id, progress=progress)
     if config.provider == "unsloth":
         from secops_ai.training.providers import unsloth
 

@@ -13,7 +13,7 @@ from secops_ai.training.config import RunConfig
 from secops_ai.training.providers import llamafactory
 from secops_ai.training.runs import RunResult
 
-# provider name -> run(config, settings, *, run_id) for engines that train outside this process
+# provider name -> run(config, settings, *, run_id, progress) for engines that train outside this process
 ExternalRunner = Callable[..., RunResult]
 EXTERNAL_RUNNERS: dict[str, ExternalRunner] = {"llamafactory": llamafactory.run}
 
