@@ -6,6 +6,7 @@ These tests need the pinned llama-server that `make setup` builds: without it th
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,6 +209,17 @@ def test_an_adapter_trained_after_start_is_served_by_llama_cpp(llama_server: Ser
     assert str(llama_home / "models" / "builtin" / "run-late" / "adapter-f32.gguf") in children[0].cmdline()
     assert _chat(client, "builtin/run-a", PROMPTS[0]) == served_texts["builtin/run-a"][0]
     assert "has no GGUF LoRA" not in _flat(llama_server._read_log())
+
+
+def test_a_killed_llama_server_is_replaced(llama_server: ServerProcess, client: OpenAI,
+                                           served_texts: dict[str, list[str]]) -> None:
+    old = _llama_children(llama_server)[0]
+    old.kill()
+    with contextlib.suppress(psutil.Error, ChildProcessError):  # the server may reap it first
+        old.wait(timeout=15)
+    assert _chat(client, "builtin/run-a", PROMPTS[1]) == served_texts["builtin/run-a"][1]
+    new = _llama_children(llama_server)
+    assert len(new) == 1 and new[0].pid != old.pid
 
 
 def test_llama_server_ends_with_the_server(llama_server: ServerProcess) -> None:

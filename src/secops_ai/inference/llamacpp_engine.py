@@ -88,7 +88,7 @@ class LlamaServer:
         return self._log.read()[-chars:]
 
     def start(self, timeout: float = 120.0) -> None:
-        import httpx
+        import urllib.request
 
         self.port = _free_port()
         log.info("starting llama-server: %s", " ".join(self.command()))
@@ -99,8 +99,9 @@ class LlamaServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise LlamaServerError(f"llama-server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+            # urllib, not httpx: no log line per poll
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
+                if resp.status == 200:
                     return
             time.sleep(0.2)
         self.stop()
@@ -273,6 +274,21 @@ class LlamaCppEngine:
                 old.stop()
             log.info("llama.cpp engine: adapter %s added (%d LoRA adapters)", path.name, len(loras))
 
+    def _revive(self) -> None:
+        """A llama-server that died (killed, out of memory) is replaced before the next row runs on it."""
+        with self._swap_lock:
+            old = self.server
+            if self._stopping or (old.proc is not None and old.proc.poll() is None):
+                return
+            log.error("llama-server stopped (exit %s); starting a new one:\n%s",
+                      old.proc.returncode if old.proc else None, old.log_tail(800))
+            old.stop()
+            new = LlamaServer(old.binary, old.model, loras=list(self.loras.values()), threads=old.threads,
+                              parallel=old.parallel, ctx_per_slot=old.ctx_per_slot)
+            new.start()
+            with self._lock:
+                self.server = new
+
     def _body(self, req: GenRequest, lora_ids: dict[str, int]) -> dict[str, Any]:
         p = req.params
         budget = max(1, min(p.max_tokens, self.max_positions - len(req.prompt_ids)))
@@ -291,6 +307,11 @@ class LlamaCppEngine:
 
     def _run(self, req: GenRequest) -> None:
         tokens: list[int] = []
+        if self.server.proc is None or self.server.proc.poll() is not None:
+            try:
+                self._revive()
+            except LlamaServerError as exc:
+                log.error("llama-server could not be restarted: %s", exc)
         with self._lock:  # the server (and its LoRA numbering) this row runs on, even if a swap happens meanwhile
             server, lora_ids = self.server, self.lora_ids
             self._rows_on[id(server)] = self._rows_on.get(id(server), 0) + 1
