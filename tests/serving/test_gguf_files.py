@@ -34,6 +34,7 @@ def test_adapter_gguf_sits_beside_the_adapter_with_its_hash_in_the_card(workspac
                                                                          tiny_llama_dir: Path) -> None:
     path = _adapter_run(workspace, tiny_llama_dir, "run-card", seed=21)
     model_card.write_card(path, {"license": "apache-2.0", "tags": ["lora"]}, "# builtin/run-card\n")
+    assert CliRunner().invoke(app, ["models", "list"]).exit_code == 0  # any command wires the card hook
     gguf = adapter_gguf(path, tiny_llama_dir)
     assert gguf.parent == path and gguf.read_bytes()[:4] == b"GGUF"
     front, body = model_card.read_card(path)

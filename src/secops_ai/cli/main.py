@@ -29,6 +29,17 @@ def _observability() -> None:
         setup_logging(os.environ.get("SECOPS_LOG_LEVEL", "INFO"), "json")
     if setup_tracing():
         atexit.register(shutdown_tracing)
+    _record_gguf_in_cards()
+
+
+def _record_gguf_in_cards() -> None:
+    # An adapter converted for the llama.cpp engine gets its GGUF's sha256 in its model card (inference may
+    # not import the registry, so the wiring is here).
+    from secops_ai.inference import gguf
+    from secops_ai.registry.model_card import record_gguf
+
+    if record_gguf not in gguf.converted_hooks:
+        gguf.converted_hooks.append(record_gguf)
 
 
 app.command("serve", help="Start the OpenAI-compatible API server (and web UI).")(serve.serve)

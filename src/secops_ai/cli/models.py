@@ -110,12 +110,19 @@ def export_gguf(
 ) -> None:
     """Write a standalone GGUF (llama.cpp, Ollama) with llama.cpp's own converter from the pinned source."""
     from secops_ai.config import get_settings
-    from secops_ai.inference.gguf import GGUFError
-    from secops_ai.inference.gguf import export_gguf as export
-    from secops_ai.inference.loader import AdapterError, ModelNotFoundError
+    from secops_ai.inference.gguf import GGUFError, export_adapter, export_merged
+    from secops_ai.inference.loader import AdapterError, ModelNotFoundError, resolve_base_model
 
+    out = out.expanduser().resolve()
     try:
-        path = _call(export, get_settings(), name, out.expanduser().resolve(), quant)
+        if name == "base":
+            path = export_merged(resolve_base_model(get_settings()), out, quant)
+        else:
+            record = _call(_registry().get, name)
+            if record.kind == "adapter":
+                path = export_adapter(Path(record.path), resolve_base_model(get_settings()), out, quant)
+            else:
+                path = export_merged(Path(record.path), out, quant)
     except (GGUFError, AdapterError, ModelNotFoundError) as exc:
         fail(str(exc))
     console.print(f"[green]exported[/green] {name} -> {path} ({path.stat().st_size / 1e6:.1f} MB, {quant})")

@@ -6,8 +6,8 @@ Every file is written by llama.cpp's own converters from the pinned source (``co
 * Base: the bundled model ships as Q4_1, which is also what its Hugging Face folder was de-quantised from,
   so ``q4_1`` serves that file as is. Other quantisations (``q8_0``, ``f16``, ``f32``) are converted once from
   the base folder into ``<base>/gguf/model-<quant>.gguf``.
-* Adapters: converted once into ``<adapter>/adapter-<quant>.gguf`` beside the peft files; the file's
-  sha256 is recorded in the adapter's model card (``gguf:`` in the front matter) when it has one.
+* Adapters: converted once into ``<adapter>/adapter-f32.gguf`` beside the peft files; ``converted_hooks`` then
+  get the file and its sha256 (the CLI records them in the adapter's model card, ``gguf:`` in the front matter).
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ import logging
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-
-from secops_ai.config import Settings
 
 log = logging.getLogger(__name__)
 
 QUANTS = ("q4_1", "q8_0", "f16", "f32")
 _CONVERT_LOCK = threading.Lock()  # one conversion at a time (2 cores; and two engines may ask at once)
+# Called as hook(adapter_dir, gguf_file, sha256) after an adapter is converted. inference may not import the
+# registry (docs/design.md), so the CLI registers the model-card update here.
+converted_hooks: list[Callable[[Path, Path, str], None]] = []
 
 
 class GGUFError(RuntimeError):
@@ -97,22 +99,18 @@ def adapter_gguf(adapter_dir: Path, base_dir: Path) -> Path:
     if not out.is_file():
         _convert("convert_lora_to_gguf.py", ["--base", str(base_dir), "--outtype", "f32", str(adapter_dir)], out,
                  f"adapter {adapter_dir.parent.name}/{adapter_dir.name}")
-        _record_in_card(adapter_dir, out)
+        _announce(adapter_dir, out)
     return out
 
 
-def _record_in_card(adapter_dir: Path, gguf: Path) -> None:
-    """Write the GGUF's name and sha256 into the adapter's model card (front matter ``gguf:``)."""
-    from secops_ai.registry import model_card
-
-    if not (adapter_dir / model_card.CARD).is_file():
-        return
-    try:
-        front, body = model_card.read_card(adapter_dir)
-        front["gguf"] = {"file": gguf.name, "sha256": sha256(gguf), "converter": "llama.cpp convert_lora_to_gguf.py"}
-        model_card.write_card(adapter_dir, front, body)
-    except Exception as exc:  # a card we cannot rewrite must not stop serving
-        log.warning("could not record %s in %s's model card: %s", gguf.name, adapter_dir, exc)
+def _announce(adapter_dir: Path, gguf: Path) -> None:
+    """Tell ``converted_hooks`` (the CLI wires the registry's model-card update) about a new adapter GGUF."""
+    digest = sha256(gguf)
+    for hook in converted_hooks:
+        try:
+            hook(adapter_dir, gguf, digest)
+        except Exception as exc:  # a card we cannot rewrite must not stop serving
+            log.warning("could not record %s for %s: %s", gguf.name, adapter_dir, exc)
 
 
 def export_merged(model_dir: Path, out: Path, quant: str = "q8_0") -> Path:
@@ -125,23 +123,16 @@ def export_merged(model_dir: Path, out: Path, quant: str = "q8_0") -> Path:
     return _convert("convert_hf_to_gguf.py", [str(model_dir), "--outtype", quant], out, f"{model_dir} ({quant})")
 
 
-def export_gguf(settings: Settings, name: str, out: Path, quant: str = "q8_0") -> Path:
-    """``secops-ai models export-gguf``: ``base``, a merged/full run, or an adapter (merged on the fly into a
-    temporary folder, the registry untouched) written as one standalone GGUF file."""
+def export_adapter(adapter_dir: Path, base_dir: Path, out: Path, quant: str = "q8_0") -> Path:
+    """An adapter merged into its base (in a temporary folder; nothing registered) as one standalone GGUF."""
     import tempfile
 
-    from secops_ai.inference.loader import check_adapter_base, read_adapter, resolve_base_model
+    from secops_ai.inference.loader import check_adapter_base, read_adapter
 
-    if name == "base":
-        return export_merged(resolve_base_model(settings), out, quant)
-    from secops_ai.registry import Registry
-
-    record = Registry(settings).get(name)
-    if record.kind != "adapter":
-        return export_merged(Path(record.path), out, quant)
-    base_dir = resolve_base_model(settings)
-    info = read_adapter(Path(record.path))
+    info = read_adapter(adapter_dir)
     check_adapter_base(info, base_dir)  # the base this server would apply it to
+    if out.exists():
+        raise GGUFError(f"{out} already exists; choose another --out")
     with tempfile.TemporaryDirectory(prefix="secops-export-") as tmp:
         import torch
         from peft import PeftModel

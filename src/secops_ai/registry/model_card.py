@@ -109,3 +109,12 @@ def record_override(run_dir: Path, entry: dict[str, Any]) -> None:
     else:
         body = body.rstrip() + f"\n\n{OVERRIDES_HEADING}\n\n{line}\n"
     write_card(run_dir, front, body)
+
+
+def record_gguf(run_dir: Path, gguf: Path, sha256: str) -> None:
+    """Note the adapter's GGUF LoRA (llama.cpp engine, issue 17) and its sha256 in the card's front matter."""
+    if not (Path(run_dir) / CARD).is_file():
+        return
+    front, body = read_card(run_dir)
+    front["gguf"] = {"file": gguf.name, "sha256": sha256, "converter": "llama.cpp convert_lora_to_gguf.py"}
+    write_card(run_dir, front, body)
