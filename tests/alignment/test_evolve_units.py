@@ -196,3 +196,17 @@ def test_templated_refusals_cover_every_intent_before_repeating_and_keep_their_t
     assert {p.id.split(":")[1] for p in harmful[:len(INTENTS)]} == {i.id for i in INTENTS}
     assert len({p.user for p in harmful}) == n  # the repeats are other phrasings, not copies
     assert all(not prompt_is_harmful(p) for p in twins)
+
+
+def test_candidates_are_cut_where_they_start_to_loop_and_loops_are_verified_bad() -> None:
+    from secops_ai.alignment.actor import trim_loops
+
+    looping = "I can't help with that. I'm not sure what you mean. I'm not sure what you mean. I'm not"
+    c = Candidate("p", 0, "refusal_redirect", looping)
+    assert c.text == "I can't help with that. I'm not sure what you mean." and c.trimmed
+    assert Candidate(**c.to_dict()).text == c.text  # reloading a stage's file is stable
+    clean = "Use parameterised queries. Never format SQL strings."
+    assert trim_loops(clean) == clean and not Candidate("p", 1, "sample", clean).trimmed
+    benign = Prompt("defensive:x", "defensive_help", [{"role": "user", "content": "How do I harden SSH?"}], "")
+    assert "degenerate" in verify(benign, "the key the key the key the key the key the key the key").failed
+    assert "degenerate" not in verify(benign, "Disable password logins and use keys with a passphrase.").failed

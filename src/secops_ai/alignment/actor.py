@@ -12,10 +12,13 @@ Origins:
   also teach the model not to refuse defensive work.
 
 Every generation goes through one generator (the serving engine, batched) in a fixed order with fixed seeds.
+Each candidate is cut where it starts to loop (:func:`trim_loops`): a 135M model often repeats a sentence
+until the token budget ends, and a preference pair that prefers a looping refusal teaches the loop.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 from secops_ai.alignment.config import ActorConfig
@@ -32,6 +35,26 @@ REFUSAL_INSTRUCTION = (
 REFUSAL_OPENING = "I can't help with that"
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def trim_loops(text: str) -> str:
+    """``text`` up to the first sentence that repeats an earlier one (compared without case and spacing).
+
+    "I can't help with that. I'm not sure what you mean. I'm not sure what you mean. I'm" ->
+    "I can't help with that. I'm not sure what you mean." Text without a repeated sentence is unchanged.
+    """
+    seen: set[str] = set()
+    kept: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        key = " ".join(sentence.lower().split())
+        if key in seen:
+            return " ".join(kept)
+        seen.add(key)
+        kept.append(sentence)
+    return text
+
+
 @dataclass
 class Candidate:
     prompt_id: str
@@ -39,6 +62,12 @@ class Candidate:
     origin: str
     text: str
     seed: int | None = None
+    trimmed: bool = False
+
+    def __post_init__(self) -> None:
+        cut = trim_loops(self.text)
+        if cut != self.text:
+            self.text, self.trimmed = cut, True
 
     def to_dict(self) -> dict:
         return asdict(self)
