@@ -276,3 +276,59 @@ def test_a_failed_build_warns_and_leaves_transformers(monkeypatch: pytest.Monkey
     err = capsys.readouterr().err
     assert "WARNING: llama.cpp was not built" in err and "cmake" in err and "transformers engine" in err
     assert choose_engine(Settings(engine="auto"), "cpu")[0] == "transformers"
+
+
+def test_a_llama_server_killed_mid_request_never_leaves_a_caller_waiting(
+        llama_home: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL the child while rows stream: each row ends (an error, or a retry on a fresh child) in bounded
+    time, the dead child is reaped (no zombie), and the next request runs on its replacement."""
+    import signal
+    import threading
+    import time
+
+    from secops_ai.config import Settings, get_settings
+    from secops_ai.evals.runner import Target, make_backend
+    from secops_ai.inference.engine import GenRequest
+    from secops_ai.inference.llamacpp_engine import LlamaCppEngine
+
+    for k, v in ENGINE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    run = llama_home / "models" / "builtin" / "run-a"
+    backend = make_backend(Settings(home=llama_home, base_model=str(tiny_llama_dir)),
+                           Target("builtin/run-a", run, "adapter", run))
+    try:
+        holder: dict[str, LlamaCppEngine] = {}  # started from a thread that then ends, as an agent run or a
+        starter = threading.Thread(target=lambda: holder.setdefault("e", backend.engine_client.engine))
+        starter.start()  # to_thread call may: the child must outlive that thread (PR_SET_PDEATHSIG is per thread)
+        starter.join()
+        engine = holder["e"]
+        assert isinstance(engine, LlamaCppEngine)
+        killed = engine.server.proc
+        time.sleep(1)
+        assert killed.poll() is None, f"llama-server died with the thread that started it: {killed.returncode}"
+        ids = engine.tokenizer.encode("Explain SQL injection in one line.")
+        ends: list[tuple[str, object]] = []
+        finished = [threading.Event() for _ in range(4)]
+
+        def emitter(i: int):
+            def emit(kind: str, payload: object) -> None:
+                if kind == "delta" and i == 0 and killed.poll() is None:
+                    os.kill(killed.pid, signal.SIGKILL)  # mid-stream: row 0 has emitted text already
+                elif kind in ("done", "error"):
+                    ends.append((kind, payload))
+                    finished[i].set()
+            return emit
+
+        params = GenerationParams(max_tokens=400, temperature=1.0, seed=5)
+        engine.submit_many([GenRequest(list(ids), params, emitter(i)) for i in range(4)])
+        assert all(f.wait(60) for f in finished), f"rows still waiting after the child died: {ends}"
+        assert killed.poll() == -signal.SIGKILL  # reaped, not left a zombie
+        for kind, payload in ends:  # a failed row says why, in words a client can show
+            assert kind == "done" or ("generation failed" in str(payload) and "llama-server" in str(payload)), payload
+        assert backend.chat([PROMPTS[1]], GREEDY)[0]  # the replacement child serves the next request
+        assert engine.server.proc is not killed and engine.server.proc.poll() is None
+    finally:
+        backend.close()
+        get_settings.cache_clear()

@@ -57,6 +57,12 @@ def _die_with_parent() -> None:  # runs in the child before exec: SIGTERM it if 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process: a llama-server started
+# from a short-lived thread (a request's worker, an agent run, a to_thread call) would be SIGTERMed under its
+# callers. Every child is therefore forked from this one thread, which lives as long as the process.
+_spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="secops-llama-spawn")
+
+
 class LlamaServer:
     """One ``llama-server`` subprocess on 127.0.0.1:<free port>; :meth:`stop` (or our exit) ends it."""
 
@@ -92,8 +98,8 @@ class LlamaServer:
 
         self.port = _free_port()
         log.info("starting llama-server: %s", " ".join(self.command()))
-        self.proc = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.proc = _spawner.submit(subprocess.Popen, self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent).result()
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -106,6 +112,13 @@ class LlamaServer:
             time.sleep(0.2)
         self.stop()
         raise LlamaServerError(f"llama-server not healthy after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL a hung child (it answers nothing) and reap it; :meth:`stop` then has nothing left to do."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         atexit.unregister(self.stop)
@@ -143,10 +156,13 @@ class LlamaCppEngine:
         self._on_queue_depth = on_queue_depth or (lambda _n: None)
         self._pool: ThreadPoolExecutor | None = None
         self._pending = 0  # rows submitted to llama.cpp and not finished
+        self._open: dict[int, GenRequest] = {}  # those rows by id(): stop() ends the ones it cancels
         self._lock = threading.Lock()
         self._client: Any = None
         self._stopping = False
         self._warned: set[str] = set()
+        # seconds without a byte from llama-server before a row gives up on it (a queued row waits for a slot)
+        self.read_timeout = float(os.environ.get("SECOPS_LLAMACPP_READ_TIMEOUT", "600"))
 
     # -- what callers read from an engine ---------------------------------------------------------
     @property
@@ -197,7 +213,8 @@ class LlamaCppEngine:
         # one worker per row in flight: llama-server batches them; more would only queue inside it
         self._pool = ThreadPoolExecutor(max_workers=self.max_batch_size + self.max_queue,
                                         thread_name_prefix="secops-llamacpp")
-        self._client = httpx.Client(timeout=httpx.Timeout(None, connect=10),
+        # a bounded read: a hung child (no byte for read_timeout seconds) fails its rows instead of blocking them
+        self._client = httpx.Client(timeout=httpx.Timeout(None, connect=10, read=self.read_timeout),
                                     limits=httpx.Limits(max_connections=self.max_batch_size + self.max_queue))
         atexit.register(self.stop)
 
@@ -206,6 +223,11 @@ class LlamaCppEngine:
         self._stopping = True
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            cancelled = list(self._open.values())
+        for req in cancelled:  # queued rows whose worker never runs: their callers would wait forever
+            req.cancelled.set()
+            _end(req, "error", "generation failed: the engine stopped (server is shutting down)")
         self.server.stop()
         for old in self._retiring:
             old.stop()
@@ -233,6 +255,7 @@ class LlamaCppEngine:
             if foreign:
                 self.fallback.submit_many(foreign)
             self._pending += len(native)
+            self._open.update((id(r), r) for r in native)
             self._on_queue_depth(max(0, self._pending - self.max_batch_size))
         for req in native:
             self._pool.submit(self._run, req)
@@ -306,25 +329,47 @@ class LlamaCppEngine:
         return body
 
     def _run(self, req: GenRequest) -> None:
+        """Decode one row; it always ends (done or an error event), whatever the child does. A child that died
+        or hung before this row emitted anything is replaced and the row retried once on the new one."""
+        try:
+            for attempt in range(2):
+                if not self._attempt(req, last=attempt == 1):
+                    return
+        except Exception as exc:  # never a row left without its end: its caller would wait forever
+            log.exception("llama.cpp row failed")
+            _end(req, "error", f"generation failed: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._pending -= 1
+                self._open.pop(id(req), None)
+                self._on_queue_depth(max(0, self._pending - self.max_batch_size))
+
+    def _attempt(self, req: GenRequest, *, last: bool) -> bool:
+        """One try on the current llama-server; True when the row should be retried on a fresh one."""
+        import httpx
+
         tokens: list[int] = []
-        if self.server.proc is None or self.server.proc.poll() is not None:
+        emitted = False
+        if self.server.proc is None or self.server.proc.poll() is not None:  # poll() also reaps a zombie
             try:
                 self._revive()
-            except LlamaServerError as exc:
+            except Exception as exc:  # a binary gone, a port taken: this row fails below, the next tries again
                 log.error("llama-server could not be restarted: %s", exc)
         with self._lock:  # the server (and its LoRA numbering) this row runs on, even if a swap happens meanwhile
             server, lora_ids = self.server, self.lora_ids
             self._rows_on[id(server)] = self._rows_on.get(id(server), 0) + 1
         try:
             if req.cancelled.is_set():
-                return self._finish(req, "cancelled", tokens, None)
+                self._finish(req, "cancelled", tokens, None)
+                return False
             with self._client.stream("POST", f"{server.url}/completion", json=self._body(req, lora_ids)) as resp:
                 if resp.status_code != 200:
                     resp.read()
                     raise LlamaServerError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
                 for line in resp.iter_lines():
                     if req.cancelled.is_set():  # closing the stream makes llama-server free the slot
-                        return self._finish(req, "cancelled", tokens, None)
+                        self._finish(req, "cancelled", tokens, None)
+                        return False
                     if not line.startswith("data: "):
                         continue
                     event = json.loads(line[6:])
@@ -332,6 +377,7 @@ class LlamaCppEngine:
                         raise LlamaServerError(str(event["error"]))
                     tokens.extend(event.get("tokens") or [])
                     if event.get("content"):
+                        emitted = True
                         _emit(req, "delta", event["content"])
                     if event.get("stop"):
                         kind = event.get("stop_type")
@@ -340,22 +386,43 @@ class LlamaCppEngine:
                             eos = tokens.pop()
                         elif kind == "eos":
                             eos = self.eos_ids[0]
-                        return self._finish(req, "length" if kind == "limit" else "stop", tokens, eos)
+                        self._finish(req, "length" if kind == "limit" else "stop", tokens, eos)
+                        return False
             raise LlamaServerError("llama-server closed the stream before the end")
-        except Exception:
+        except Exception as exc:
+            err: Exception = exc
+            if isinstance(exc, httpx.ReadTimeout) and not self._answers(server):
+                err = LlamaServerError(f"llama-server stopped answering for {self.read_timeout:.0f}s")
+                server.kill()  # hung: the next row replaces it
+            proc = server.proc
+            if proc is not None and isinstance(exc, httpx.TransportError):  # its socket closes just before it exits
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2)
+            dead = proc is None or proc.poll() is not None
             if self._stopping:
-                exc = RuntimeError("server is shutting down")
-            log.warning("llama.cpp row failed: %s", exc)
-            _end(req, "error", f"generation failed: {type(exc).__name__}: {exc}")
+                err = RuntimeError("server is shutting down")
+            elif (dead or isinstance(exc, httpx.ReadTimeout)) and not emitted and not last \
+                    and not req.cancelled.is_set():
+                log.warning("llama-server failed under a row (%s: %s); retrying it once", type(exc).__name__, exc)
+                return True
+            elif dead:
+                code = proc.returncode if proc is not None else None
+                err = LlamaServerError(f"llama-server died (exit {code}) during generation")
+            log.warning("llama.cpp row failed: %s", err)
+            _end(req, "error", f"generation failed: {type(err).__name__}: {err}")
+            return False
         finally:
             with self._lock:
-                self._pending -= 1
-                self._on_queue_depth(max(0, self._pending - self.max_batch_size))
                 self._rows_on[id(server)] -= 1
                 done = [old for old in self._retiring if self._rows_on.get(id(old), 0) == 0]
                 self._retiring = [old for old in self._retiring if old not in done]
             for old in done:
                 old.stop()
+
+    def _answers(self, server: LlamaServer) -> bool:
+        with contextlib.suppress(Exception):
+            return self._client.get(f"{server.url}/health", timeout=10).status_code == 200
+        return False
 
     @staticmethod
     def _finish(req: GenRequest, reason: str, tokens: list[int], eos: int | None) -> None:
