@@ -197,10 +197,10 @@ def _answer(rng: random.Random, task: Task, lang: str, extra_does: str) -> str:
     return body + "\nTest it on a machine you own before deploying it."
 
 
-def builder_requests(seed: int, n: int) -> list[tuple[str, str, str]]:
-    """``n`` (request, answer, template id) triples, every task before any task repeats."""
+def builder_requests(seed: int, n: int) -> list[tuple[Task, str, str, str]]:
+    """``n`` (task, request, answer, template id) tuples, every task before any task repeats."""
+    out: list[tuple[Task, str, str, str]] = []
     rng = random.Random(f"{seed}:builders")
-    out: list[tuple[str, str, str]] = []
     while len(out) < n:
         for task in rng.sample(TASKS, len(TASKS)):
             if len(out) >= n:
@@ -209,7 +209,7 @@ def builder_requests(seed: int, n: int) -> list[tuple[str, str, str]]:
             tpl = rng.choice(REQUESTS)
             extra, extra_does = rng.choice(EXTRAS)
             request = tpl.format(lang=lang, do=task.do, does=task.does, extra=extra)
-            out.append((request, _answer(rng, task, lang, extra_does),
+            out.append((task, request, _answer(rng, task, lang, extra_does),
                         f"builder:{task.id}:{REQUESTS.index(tpl)}:{LANGUAGES.index(lang)}"))
     return out
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from secops_ai.data.generators.builders import STUB_REPLIES, builder_requests
-from secops_ai.data.generators.builders import TASKS as BUILDER_TASKS
 from secops_ai.data.generators.refusals import REFUSAL_PAIRS
 
 Message = dict[str, str]
@@ -356,7 +355,7 @@ def refusal_records(seed: int, system_prompt: str, *, per_intent: int, twins: in
         rng = random.Random(f"{seed}:benign:{k}")
         yield _chat([*_system(rng, system_prompt), {"role": "user", "content": prompt},
                      {"role": "assistant", "content": answer}], "benign_security", f"benign:{k}")
-    for request, answer, template in builder_requests(seed, builders):
+    for _, request, answer, template in builder_requests(seed, builders):
         rng = random.Random(f"{seed}:{template}:{request}")
         yield _chat([*_system(rng, system_prompt), {"role": "user", "content": request},
                      {"role": "assistant", "content": answer}], "benign_builder", template)
@@ -417,9 +416,8 @@ def preference_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, 
         rng = random.Random(f"{seed}:pref-benign:{k}")
         yield pref(rng, prompt, answer, rng.choice(OVER_REFUSALS), "benign_security", [])
     # The full answer over a stub or a needless refusal: a different seed than SFT's, so other phrasings.
-    for request, answer, template in builder_requests(seed + 1, builders):
+    for task, request, answer, template in builder_requests(seed + 1, builders):
         rng = random.Random(f"{seed}:pref-{template}:{request}")
-        task = next(t for t in BUILDER_TASKS if t.id == template.split(":")[1])
         stub = rng.choice(STUB_REPLIES).format(does_short=task.do)
         yield pref(rng, request, answer, stub, "benign_builder", [])
     by_id = {c["id"]: c for c in cwes}

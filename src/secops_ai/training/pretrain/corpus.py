@@ -9,7 +9,6 @@ model's BPE tokenizer, which is copied into the corpus so it stays readable when
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -22,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from secops_ai.config.atomic import atomic_dir, make_read_only
+from secops_ai.data.store import hash_file
 from secops_ai.training.pretrain.logs import KINDS, generate_logs
 
 META_FORMAT = "secops-ai/nanogpt-corpus/1"
@@ -254,11 +254,7 @@ def _split(text: str, tokenizer: Tokenizer, val_fraction: float, dtype: Any) -> 
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return hash_file(path).sha256
 
 
 def load_split(corpus_dir: Path, split: Literal["train", "val"]) -> np.memmap:
