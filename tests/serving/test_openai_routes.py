@@ -174,6 +174,29 @@ def test_metrics_expose_requests_tokens_ttft_and_queue(server: ServerProcess, cl
     assert 'route="/v1/chat/completions",status="200"' in text
 
 
+def test_request_metrics_label_streams_probes_and_templated_paths(server: ServerProcess) -> None:
+    """Streamed answers are counted once, a probed URL lands in one "unmatched" label, a path with an id is
+    labelled by its template (one series per route, not per id)."""
+    def requests(route: str, status: str) -> float:
+        text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("secops_requests_total{") and f'route="{route}",status="{status}"' in line)
+
+    streamed = requests("/v1/chat/completions", "200")
+    body = {"model": "default", "messages": HELLO, "max_tokens": 4, "stream": True}
+    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body, timeout=60) as resp:
+        assert resp.status_code == 200
+        list(resp.iter_lines())
+    assert requests("/v1/chat/completions", "200") == streamed + 1
+    probes = requests("unmatched", "404")
+    for probe in ("/wp-admin", "/.env", "/v1/../etc/passwd"):
+        assert httpx.get(f"{server.base_url}{probe}", timeout=10).status_code == 404
+    assert requests("unmatched", "404") == probes + 3
+    assert httpx.get(f"{server.base_url}/agents/runs/no-such-run", timeout=10).status_code == 404
+    assert requests("/agents/runs/{run_id}", "404") >= 1
+    assert "no-such-run" not in httpx.get(f"{server.base_url}/metrics", timeout=10).text
+
+
 def _counter(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
 

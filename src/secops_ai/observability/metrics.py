@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -43,23 +44,52 @@ class Metrics:
         self.tokens_out.labels(model).inc(completion)
 
 
+class RequestMetrics:
+    """Pure ASGI middleware counting requests and observing latency up to the response's start.
+
+    Not ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware`` re-streams every body chunk through an
+    anyio memory stream, a per-token cost on streamed completions (~15 % of the server's CPU under one stream).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            route = scope.get("route")
+            path = getattr(route, "path", None)
+            if path is None:
+                path = "unmatched"  # 404s must not create one label per probed URL
+            elif "{" not in path:
+                path = scope.get("path", path)  # the full path, prefix included (routers keep their own paths)
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+
+        async def send_and_record(message: Message) -> None:
+            if message["type"] == "http.response.start" and not recorded:
+                record(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        except Exception:
+            if not recorded:
+                record(500)
+            raise
+
+
 def install_metrics(app: FastAPI) -> Metrics:
     metrics = Metrics()
     app.state.metrics = metrics
-
-    @app.middleware("http")
-    async def _measure(request: Request, call_next):
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", None)
-        if path is None:
-            path = "unmatched"  # 404s must not create one label per probed URL
-        elif "{" not in path:
-            path = request.url.path  # the full path, prefix included (routers keep their own paths)
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(path).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     @app.get("/metrics", include_in_schema=False)
     def _metrics() -> Response:
