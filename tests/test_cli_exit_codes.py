@@ -45,6 +45,9 @@ def test_fail_prints_the_message_verbatim_on_stderr_and_exits_with_the_code() ->
     (["eval", "run", "base", "--self-correct", "sometimes"], EXIT_USAGE, "--self-correct must be off"),
     (["agent", "eval", "--start", "995", "--n", "10"], EXIT_USAGE, "held-out seeds are 0..999"),
     (["guardrails", "check", "x"], EXIT_USAGE, "no policy: pass --policy"),
+    (["data", "generate", "recipe-sft", "--set", "builder_requests=-1"], EXIT_USAGE, "builder_requests"),
+    (["data", "generate", "recipe-sft", "--set", "builder_requests=abc"], EXIT_USAGE, "builder_requests"),
+    (["data", "generate", "recipe-sft", "--set", "no_such_knob=1"], EXIT_USAGE, "no_such_knob"),
 ])
 def test_each_group_fails_with_its_documented_code(workspace: Workspace, args: list[str], code: int,
                                                    needle: str) -> None:
@@ -53,6 +56,15 @@ def test_each_group_fails_with_its_documented_code(workspace: Workspace, args: l
     assert result.stderr.startswith("error: "), result.stderr
     assert needle in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_a_bad_generator_config_file_is_bad_input_not_a_bad_command_line(workspace: Workspace,
+                                                                         tmp_path: Path) -> None:
+    bad = tmp_path / "gen.yaml"
+    bad.write_text("builder_requests: -1\n")
+    result = CliRunner().invoke(app, ["data", "generate", "recipe-sft", "--config", str(bad)],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == EXIT_ERROR and "gen.yaml" in result.stderr and "builder_requests" in result.stderr
 
 
 def test_agent_run_rejects_bad_option_values_before_starting(workspace: Workspace, tmp_path: Path) -> None:

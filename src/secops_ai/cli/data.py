@@ -100,25 +100,30 @@ def _load_config(path: Path | None, sets: list[str]) -> dict[str, Any]:
     from secops_ai.config.validation import describe_validation_error
     from secops_ai.data.generators import GeneratorConfig
 
+    def check(cfg: dict[str, Any], source: str) -> None:
+        try:
+            GeneratorConfig.model_validate(cfg)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc, source)) from None
+
     cfg: dict[str, Any] = {}
-    source = "--set"
-    try:
+    try:  # a bad file is bad input (exit 1)
         if path is not None:
-            source = str(path)
             try:
                 loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             except (OSError, yaml.YAMLError) as exc:
                 raise ConfigError(f"{path}: {exc}") from None
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{path}: expected a mapping of generator options")
+            check(loaded, str(path))
             cfg = loaded
-        cfg = merge(cfg, parse_overrides(sets, allowed=GeneratorConfig.model_fields, what="generator option"))
-        try:
-            GeneratorConfig.model_validate(cfg)
-        except ValidationError as exc:
-            raise ConfigError(describe_validation_error(exc, source)) from None
     except ConfigError as exc:
         fail(str(exc))
+    try:  # a bad --set is a wrong command line (exit 2)
+        cfg = merge(cfg, parse_overrides(sets, allowed=GeneratorConfig.model_fields, what="generator option"))
+        check(cfg, "--set")
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
     return cfg
 
 
