@@ -141,6 +141,33 @@ def test_recipe_teaches_defensive_tooling_requests_answered_in_full(starter_stor
     assert all(len(p["chosen"][0]["content"]) > 3 * len(p["rejected"][0]["content"]) for p in pairs)
 
 
+def test_recipe_multiple_choice_is_balanced_taught_only_and_not_the_gates_wording(
+        starter_store: DatasetStore) -> None:
+    """The SFT model once answered every multiple-choice item "C)": the recipe's own choice questions cycle the
+    right letter, use taught weaknesses only, and never the gate's items or wording."""
+    from secops_ai.evals.holdout import find_contamination, is_held_out
+    from secops_ai.evals.suites.base import SuiteConfig
+    from secops_ai.evals.suites.task_accuracy import TaskAccuracySuite, parse_choice
+
+    m = generate(starter_store, "recipe-sft", ["starter/cwe-catalog@1"], provider="recipe",
+                 config={"builder_requests": 0})
+    records = [r for r in starter_store.get(m.ref).iter_records() if r["metadata"]["template"].startswith("choice:")]
+    assert len(records) >= len(m.generator.config["cwe_ids"])  # at least one per taught CWE
+    letters = collections.Counter(parse_choice(r["messages"][-1]["content"]) for r in records)
+    assert set(letters) == set("ABCD") and max(letters.values()) - min(letters.values()) <= 1
+    for r in records:
+        question, answer = r["messages"][-2]["content"], r["messages"][-1]["content"]
+        option = next(line for line in question.splitlines() if line.startswith(f"{parse_choice(answer)}) "))
+        assert option.split(") ", 1)[1].rstrip("…")[:30] in question  # the answer names one of its options
+        assert not any(is_held_out(i) for i in r["metadata"]["ids"])
+    gate = TaskAccuracySuite().build(SuiteConfig(samples=40), seed=1234)
+    assert not find_contamination([("recipe", records)], [it.prompt for it in gate])
+    assert not any("Answer with the letter of the correct option." in r["messages"][-2]["content"] for r in records)
+    off = generate(starter_store, "recipe-sft", ["starter/cwe-catalog@1"], provider="recipe",
+                   config={"builder_requests": 0, "choice_questions": False})
+    assert not any(r["metadata"]["template"].startswith("choice:") for r in starter_store.get(off.ref).iter_records())
+
+
 def test_same_sources_and_seed_give_byte_identical_datasets(starter_store: DatasetStore, tmp_path) -> None:
     other = DatasetStore(tmp_path / "again")
     build_starter(other)

@@ -83,11 +83,12 @@ def _templated_refusals(n: int, seed: int) -> list[Prompt]:
     for intent in recipe.INTENTS:
         tpls = rng.sample(recipe.HARMFUL_TEMPLATES, len(recipe.HARMFUL_TEMPLATES))
         harmful.append([Prompt(f"templated:{intent.id}:{recipe.HARMFUL_TEMPLATES.index(t)}:{k % len(intent.asks)}",
-                               HARMFUL, _conv(recipe._fill(t, ask=intent.asks[k % len(intent.asks)])),
-                               recipe._refusal(rng, intent)) for k, t in enumerate(tpls)])
-        questions, answer = recipe._defensive(intent)
+                               HARMFUL, _conv(recipe.fill_template(t, ask=intent.asks[k % len(intent.asks)])),
+                               recipe.refusal_for(rng, intent)) for k, t in enumerate(tpls)])
+        questions, answer = recipe.defensive_for(intent)
         twins.append([Prompt(f"templated-twin:{intent.id}:{j}:{recipe.DEFENSIVE_TEMPLATES.index(t)}",
-                             "defensive_help", _conv(recipe._fill(t, q=q, q_lower=q[:1].lower() + q[1:])), answer)
+                             "defensive_help",
+                             _conv(recipe.fill_template(t, q=q, q_lower=q[:1].lower() + q[1:])), answer)
                       for j, q in enumerate(questions) for t in recipe.DEFENSIVE_TEMPLATES])
     out: list[Prompt] = []
     for pool in (harmful, twins):

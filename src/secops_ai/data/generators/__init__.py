@@ -90,6 +90,8 @@ class GeneratorConfig(BaseModel):
                                   "counterweight to refusals (recipe, generators/builders.py).")
     facts_per_chat: int = Field(8, ge=1, le=16, description="Catalog Q&A turns packed into one conversation.")
     fake_ids: int = Field(24, ge=0, description="Questions about CWE ids that do not exist (recipe).")
+    choice_questions: bool = Field(True, description="Multiple-choice questions on the taught CWEs, letters "
+                                   "balanced (recipe): keeps the model's multiple-choice answers unbiased.")
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
@@ -537,6 +539,8 @@ def _generate_recipe(store: DatasetStore, generator: str, src: _Sources, cfg: Ge
                                               twins=cfg.twin_templates, builders=cfg.builder_requests)
             yield from recipe.catalog_records(cwes, fakes, seed, system, phrasings=cfg.fact_phrasings,
                                               per_conversation=cfg.facts_per_chat)
+            if cfg.choice_questions:
+                yield from recipe.choice_records(cwes, seed, system)
         else:
             yield from recipe.preference_records(cwes, fakes, seed, system,
                                                  per_intent=min(cfg.refusal_templates, 2),

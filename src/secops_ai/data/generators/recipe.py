@@ -13,6 +13,9 @@ varies every lever docs/training.md measures:
 * **catalog facts**: every taught CWE (the generators' training pool, never the evaluation's held-out ids)
   in several phrasings, name -> id and id -> name, packed several to a conversation; and questions about
   ids that do not exist, answered "not in the catalog";
+* **multiple choice** (``choice_questions``): four-way questions on the taught CWEs (description -> name,
+  name -> mitigation) with the right letter cycling A-D, so the model keeps answering such questions on their
+  merits (without them it answered "C)" to all of them);
 * **system prompt**: most conversations start with ``SYSTEM_PROMPT`` (what the server adds by default),
   the rest with another system prompt, so the behaviour does not hang on one exact string.
 
@@ -297,7 +300,7 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _fill(template: str, **kw: str) -> str:
+def fill_template(template: str, **kw: str) -> str:
     caps = {k[:1].upper() + k[1:]: _cap(v) for k, v in kw.items()}
     return template.format(**kw, **caps)
 
@@ -309,15 +312,15 @@ def _system(rng: random.Random, system_prompt: str) -> list[Message]:
     return [{"role": "system", "content": rng.choice(OTHER_SYSTEM_PROMPTS)}]
 
 
-def _defensive(intent: Intent) -> tuple[tuple[str, ...], str]:
+def defensive_for(intent: Intent) -> tuple[tuple[str, ...], str]:
     if intent.answer:
         return intent.defensive, intent.answer
     pair = _PAIR[intent.id]
     return (pair.defensive,), pair.answer
 
 
-def _refusal(rng: random.Random, intent: Intent, templates: tuple[str, ...] = REFUSAL_TEMPLATES) -> str:
-    return _fill(rng.choice(templates), topic=intent.topic, alt=intent.alternative)
+def refusal_for(rng: random.Random, intent: Intent, templates: tuple[str, ...] = REFUSAL_TEMPLATES) -> str:
+    return fill_template(rng.choice(templates), topic=intent.topic, alt=intent.alternative)
 
 
 def _chat(messages: list[Message], task: str, template: str) -> dict[str, Any]:
@@ -331,24 +334,24 @@ def refusal_records(seed: int, system_prompt: str, *, per_intent: int, twins: in
     for intent in INTENTS:
         rng = random.Random(f"{seed}:refusal:{intent.id}")
         templates = rng.sample(HARMFUL_TEMPLATES, min(per_intent, len(HARMFUL_TEMPLATES)))
-        questions, answer = _defensive(intent)
+        questions, answer = defensive_for(intent)
         for i, tpl in enumerate(templates):
             ask = intent.asks[i % len(intent.asks)]
             msgs = _system(rng, system_prompt)
             shape = rng.random()
             if shape < 0.2:  # a defensive question first, then the harmful one
-                q = _fill(rng.choice(DEFENSIVE_TEMPLATES), q=questions[0], q_lower=questions[0][:1].lower()
+                q = fill_template(rng.choice(DEFENSIVE_TEMPLATES), q=questions[0], q_lower=questions[0][:1].lower()
                           + questions[0][1:])
                 msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": answer}]
-            msgs += [{"role": "user", "content": _fill(tpl, ask=ask)},
-                     {"role": "assistant", "content": _refusal(rng, intent)}]
+            msgs += [{"role": "user", "content": fill_template(tpl, ask=ask)},
+                     {"role": "assistant", "content": refusal_for(rng, intent)}]
             if 0.2 <= shape < 0.35:  # the user pushes back; the answer stays no
                 msgs += [{"role": "user", "content": rng.choice(PUSHBACK)},
-                         {"role": "assistant", "content": _refusal(rng, intent, PUSHBACK_REFUSALS)}]
+                         {"role": "assistant", "content": refusal_for(rng, intent, PUSHBACK_REFUSALS)}]
             yield _chat(msgs, "refusal", f"refuse:{intent.id}:{HARMFUL_TEMPLATES.index(tpl)}")
         for j, q in enumerate(questions):
             for tpl in rng.sample(DEFENSIVE_TEMPLATES, twins):
-                text = _fill(tpl, q=q, q_lower=q[:1].lower() + q[1:])
+                text = fill_template(tpl, q=q, q_lower=q[:1].lower() + q[1:])
                 yield _chat([*_system(rng, system_prompt), {"role": "user", "content": text},
                              {"role": "assistant", "content": answer}], "defensive_help", f"help:{intent.id}:{j}")
     for k, (prompt, answer) in enumerate(BENIGN_REQUESTS):
@@ -388,6 +391,62 @@ def catalog_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, sys
         yield record
 
 
+# -- multiple choice ----------------------------------------------------------------------------------------
+# Without these the SFT model answered every multiple-choice question "C)" (the fact answers "CWE-79: ..."
+# start with a C): CWE classification on held-out weaknesses fell from 13/30 to 4/30 (docs/BENCHMARKS.md).
+# The stems and instructions differ from the gate's (evals/suites/task_accuracy.py); the letters are balanced.
+CHOICE_STEMS = ("Which CWE weakness matches this description?\n\"{text}\"",
+                "Read the description and pick the weakness it describes.\n\"{text}\"",
+                "Description: \"{text}\"\nWhich of these weaknesses is it?")
+FIX_STEMS = ("What is the right mitigation for the weakness '{name}'?",
+             "Pick the defence that addresses {name}.",
+             "Which of these prevents the weakness '{name}'?")
+CHOICE_INSTRUCTIONS = ("Reply with the letter of the right option.", "Answer with one letter, A to D.",
+                       "Give the letter only.")
+CHOICE_ANSWERS = ("{letter}) {option}", "{letter}", "The answer is {letter}) {option}.")
+LETTERS = "ABCD"
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _mitigation(c: dict[str, Any]) -> str | None:
+    mits = [m for m in c.get("mitigations") or [] if m.strip()]
+    if not mits:
+        return None
+    m = mits[0]
+    return _short(m.split(": ", 1)[1] if ": " in m[:42] else m, 220)
+
+
+def choice_records(cwes: list[dict[str, Any]], seed: int, system_prompt: str) -> Iterator[dict[str, Any]]:
+    """Four-way multiple choice on the taught CWEs: description -> name and name -> mitigation, the right
+    letter cycling A, B, C, D so no letter is favoured. Distractors are other taught CWEs (never a parent or
+    child of the answer)."""
+    k = 0
+    for c in cwes:
+        rng = random.Random(f"{seed}:choice:{c['id']}")
+        others = [o for o in cwes if o["id"] != c["id"] and c["id"] not in (o.get("parents") or [])
+                  and o["id"] not in (c.get("parents") or [])]
+        tasks = [("classify", fill_template(rng.choice(CHOICE_STEMS), text=_short(c["description"], 400)), c["name"],
+                  [o["name"] for o in rng.sample(others, 3)])]
+        fix, wrong = _mitigation(c), [m for m in map(_mitigation, rng.sample(others, 6)) if m][:3]
+        if fix and len(wrong) == 3:
+            tasks.append(("remediate", fill_template(rng.choice(FIX_STEMS), name=c["name"]), fix, wrong))
+        for task, stem, right, distractors in tasks:
+            at = k % 4
+            k += 1
+            options = [*distractors[:at], right, *distractors[at:]]
+            question = "\n".join([stem, "", *(f"{LETTERS[i]}) {o}" for i, o in enumerate(options)), "",
+                                   rng.choice(CHOICE_INSTRUCTIONS)])
+            answer = rng.choice(CHOICE_ANSWERS).format(letter=LETTERS[at], option=right)
+            record = _chat([*_system(rng, system_prompt), {"role": "user", "content": question},
+                            {"role": "assistant", "content": answer}], f"cwe_{task}", f"choice:{task}")
+            record["metadata"]["ids"] = [f"CWE-{c['id']}"]
+            yield record
+
+
 # -- preference pairs ---------------------------------------------------------------------------------------
 COMPLIANCE_OPENERS = ("Sure! Here's how to {ask}. Step 1:", "Of course. To {ask}, first you",
                       "Absolutely, here is a plan to {ask}:")
@@ -408,9 +467,9 @@ def preference_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, 
         rng = random.Random(f"{seed}:pref:{intent.id}")
         for tpl in rng.sample(HARMFUL_TEMPLATES, per_intent):
             ask = rng.choice(intent.asks)
-            yield pref(rng, _fill(tpl, ask=ask), _refusal(rng, intent),
+            yield pref(rng, fill_template(tpl, ask=ask), refusal_for(rng, intent),
                        rng.choice(COMPLIANCE_OPENERS).format(ask=ask) + " ...", "refusal", [])
-        questions, answer = _defensive(intent)
+        questions, answer = defensive_for(intent)
         yield pref(rng, questions[0], answer, rng.choice(OVER_REFUSALS), "defensive_help", [])
     for k, (prompt, answer) in enumerate(BENIGN_REQUESTS):
         rng = random.Random(f"{seed}:pref-benign:{k}")
