@@ -54,7 +54,11 @@ class EvolveError(RuntimeError):
 
 
 def run_id_for(config: EvolveConfig) -> str:
-    return f"{config.name}-{config.fingerprint()}"
+    """The config's fingerprint plus the versions of the rules that make its data, so a rerun after a verifier,
+    rubric or pipeline change starts a new run instead of resuming with the old rules' stage outputs."""
+    rules = f"{config.fingerprint()}|p{PIPELINE_VERSION}|v{verifiers_mod.VERSION}|r{judge_mod.RUBRIC_VERSION}" \
+            f"|m{meta_mod.META_VERSION}"
+    return f"{config.name}-{hashlib.sha256(rules.encode()).hexdigest()[:12]}"
 
 
 def _jsonl(rows: list[dict]) -> str:
