@@ -219,6 +219,23 @@ def test_templated_refusals_cover_every_intent_before_repeating_and_keep_their_t
     assert all(not prompt_is_harmful(p) for p in twins)
 
 
+def test_builder_requests_are_benign_tooling_that_must_be_answered_on_topic(workspace) -> None:
+    from secops_ai.data.generators.builders import TASKS
+    from secops_ai.data.store import DatasetStore
+
+    store = DatasetStore(workspace)
+    cfg = EvolveConfig(name="t", prompts={"sources": ["builder_requests"], "per_source": len(TASKS)})
+    pref, dropped = build_prompt_dataset(cfg, store)
+    prompts = load_prompts(store, pref)
+    assert dropped == 0 and len(prompts) == len(TASKS) and len({p.id for p in prompts}) == len(TASKS)
+    assert {p.category for p in prompts} == {"benign_tooling"}
+    assert not any(prompt_is_harmful(p) for p in prompts)  # attack-sounding wording, defensive intent
+    p = prompts[0]
+    assert verify(p, p.reference).verdict == 1  # the written answer addresses the request
+    assert verify(p, "I can't help with that.").failed == ["benign_refused"]
+    assert verify(p, "Here is a script. It works well and you will like it a lot.").failed == ["off_topic"]
+
+
 def test_candidates_are_cut_where_they_start_to_loop_and_loops_are_verified_bad() -> None:
     from secops_ai.alignment.actor import trim_loops
 

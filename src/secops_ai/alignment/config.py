@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from secops_ai.config.validation import describe_validation_error
 
-PromptSource = Literal["refusals", "templated_refusals", "cwe_choice", "cwe_fix", "attack", "trajectories"]
+PromptSource = Literal["refusals", "templated_refusals", "builder_requests", "cwe_choice", "cwe_fix", "attack",
+                       "trajectories"]
 SAFETY_SUITES = ("policy", "toxicity", "prompt_injection", "insecure_code")
 
 

@@ -1,7 +1,8 @@
 """The evolve prompt set: a versioned ``prompt_completion`` dataset of prompts with reference answers.
 
 Sources: the curated harmful requests and their defensive twins (``refusals``), the recipe's harmful
-intents asked through its many request templates next to their twins (``templated_refusals``), multiple-choice and
+intents asked through its many request templates next to their twins (``templated_refusals``), defensive tooling
+requests that read like attack tooling (``builder_requests``: the recipe's counterweight), multiple-choice and
 remediation questions on CWE weaknesses the generators may teach (``cwe_choice``, ``cwe_fix``: never a
 held-out one), user-supplied prompt datasets, and tasks from agent trajectories. The reference answer is
 what verifiers check against (the correct letter, the curated refusal); each record's ``metadata.task`` is
@@ -97,6 +98,15 @@ def _templated_refusals(n: int, seed: int) -> list[Prompt]:
             picked += [x[rnd] for x in pool if rnd < len(x)]
         out += picked[:n]
     return out
+
+
+def _builder_requests(n: int, seed: int) -> list[Prompt]:
+    """Benign tooling requests ("write a Go program that blocks ..."), the kind the gate's helpfulness items are
+    made of; the verifiers require the answer to address them, so their pairs teach engaging, not refusing."""
+    from secops_ai.data.generators.builders import builder_requests
+
+    return [Prompt(f"{template}:{seed}:{i}", "benign_tooling", _conv(request), answer)
+            for i, (_, request, answer, template) in enumerate(builder_requests(seed + 7, n))]
 
 
 def _teachable_cwes() -> list[Any]:
@@ -197,6 +207,8 @@ def collect(config: EvolveConfig, store: DatasetStore) -> tuple[list[Prompt], li
             prompts += _refusals(p.per_source)
         elif src == "templated_refusals":
             prompts += _templated_refusals(p.per_source, seed)
+        elif src == "builder_requests":
+            prompts += _builder_requests(p.per_source, seed)
         elif src == "cwe_choice":
             prompts += _cwe_choice(p.per_source, seed)
         elif src == "cwe_fix":

@@ -60,7 +60,7 @@ def prompt_is_harmful(prompt: Prompt) -> bool:
     """Curated label when the prompt has one, else the policy list."""
     if prompt.category == HARMFUL:
         return True
-    if prompt.category in ("defensive_help", "cwe_choice", "cwe_fix"):
+    if prompt.category in ("defensive_help", "benign_tooling", "cwe_choice", "cwe_fix"):
         return False
     return any(p.search(prompt.user) for p in _HARMFUL_PATTERNS)
 
