@@ -25,6 +25,9 @@ def tiny_config(**overrides) -> EvolveConfig:
         "prompts": {"sources": ["refusals", "cwe_choice"], "per_source": 2},
         "actor": {"samples": 4, "max_tokens": 8},
         "judge": {"judgments": 2, "max_tokens": 8},
+        # a random tiny model addresses nothing: with the relevance verifier every benign answer is verified bad
+        # and no pair survives (tests/alignment/test_evolve_units.py covers that rule)
+        "verifiers": {"relevance": False},
         "meta_judge": {"max_answers": 6, "max_tokens": 2},
         "train": {"overrides": {"max_steps": 3, "learning_rate": 5e-3, "cutoff_len": 256,
                                 "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,

@@ -48,6 +48,7 @@ def test_verifiers_ground_truth() -> None:
     for non_answer in ("No answer.", "I'm not answering your question. I'm not a security assistant for defenders.",
                        "Alert on vssadmin delete shadows.", "Use strong passwords and keep your software updated."):
         assert verify(BENIGN, non_answer).failed == ["off_topic"], non_answer
+    assert verify(BENIGN, "No answer.", relevance=False).verdict == 0  # switched off (e.g. prompts not in English)
     echo = verify(BENIGN, "1. I've reviewed your answer for factual mistakes. Corrected answer: detect ransomware.")
     assert "scaffold_echo" in echo.failed and echo.verdict == -1
     assert verify(CHOICE, "C").verdict == 1 and verify(CHOICE, "Answer: A").failed == ["choice_wrong"]

@@ -76,6 +76,8 @@ class VerifiersConfig(_Section):
     bandit: bool = Field(default=True, description="Scan code in answers with bandit (static, never executed).")
     ids: bool = True
     injection: bool = True
+    relevance: bool = Field(default=True, description="A benign answer must address the request "
+                            "(evals.relevance.addresses: English content words; switch off for other languages).")
 
 
 class MetaJudgeConfig(_Section):

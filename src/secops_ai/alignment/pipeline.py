@@ -329,7 +329,7 @@ class EvolvePipeline:
         rows = []
         for c in ctx["candidates"]:
             verdict = verifiers_mod.verify(by_id[c.prompt_id], c.text, ids=v.ids, bandit=v.bandit,
-                                           injection=v.injection)
+                                           injection=v.injection, relevance=v.relevance)
             rows.append({"prompt_id": c.prompt_id, "index": c.index, **verdict.to_dict()})
         ctx["verdicts"] = {(r["prompt_id"], r["index"]): r for r in rows}
         failed: dict[str, int] = {}
@@ -416,7 +416,8 @@ class EvolvePipeline:
                       "length_penalty": j.length_penalty},
             "verifiers": {"version": verifiers_mod.VERSION, "refusal": "secops_ai.evals.refusal.is_refusal",
                           "ids": self.config.verifiers.ids, "bandit": _bandit_version() if
-                          self.config.verifiers.bandit else None, "injection": self.config.verifiers.injection},
+                          self.config.verifiers.bandit else None, "injection": self.config.verifiers.injection,
+                          "relevance": self.config.verifiers.relevance},
         }
 
     def _stage_train(self, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,8 @@ varies every lever docs/training.md measures:
 * **catalog facts**: every taught CWE (the generators' training pool, never the evaluation's held-out ids)
   in several phrasings, name -> id and id -> name, packed several to a conversation; and questions about
   ids that do not exist, answered "not in the catalog";
-* **multiple choice** (``choice_questions``): four-way questions on the taught CWEs (description -> name,
-  name -> mitigation) with the right letter cycling A-D, so the model keeps answering such questions on their
+* **multiple choice** (``choice_questions``): four-way questions on the taught CWEs (description -> name)
+  with the right letter cycling A-D, so the model keeps answering such questions on their
   merits (without them it answered "C)" to all of them);
 * **system prompt**: most conversations start with ``SYSTEM_PROMPT`` (what the server adds by default),
   the rest with another system prompt, so the behaviour does not hang on one exact string.
@@ -398,9 +398,6 @@ def catalog_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, sys
 CHOICE_STEMS = ("Which CWE weakness matches this description?\n\"{text}\"",
                 "Read the description and pick the weakness it describes.\n\"{text}\"",
                 "Description: \"{text}\"\nWhich of these weaknesses is it?")
-FIX_STEMS = ("What is the right mitigation for the weakness '{name}'?",
-             "Pick the defence that addresses {name}.",
-             "Which of these prevents the weakness '{name}'?")
 CHOICE_INSTRUCTIONS = ("Reply with the letter of the right option.", "Answer with one letter, A to D.",
                        "Give the letter only.")
 CHOICE_ANSWERS = ("{letter}) {option}", "{letter}", "The answer is {letter}) {option}.")
@@ -412,39 +409,27 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _mitigation(c: dict[str, Any]) -> str | None:
-    mits = [m for m in c.get("mitigations") or [] if m.strip()]
-    if not mits:
-        return None
-    m = mits[0]
-    return _short(m.split(": ", 1)[1] if ": " in m[:42] else m, 220)
-
-
 def choice_records(cwes: list[dict[str, Any]], seed: int, system_prompt: str) -> Iterator[dict[str, Any]]:
-    """Four-way multiple choice on the taught CWEs: description -> name and name -> mitigation, the right
-    letter cycling A, B, C, D so no letter is favoured. Distractors are other taught CWEs (never a parent or
-    child of the answer)."""
-    k = 0
-    for c in cwes:
+    """Four-way multiple choice on the taught CWEs (description -> name), the right letter cycling A, B, C, D so
+    no letter is favoured. Distractors are other taught CWEs (never a parent or child of the answer).
+
+    Only classification: mitigation options would repeat catalog boilerplate that the gate's remediation items
+    (on held-out weaknesses) also show, which the contamination check rightly flags."""
+    for k, c in enumerate(cwes):
         rng = random.Random(f"{seed}:choice:{c['id']}")
         others = [o for o in cwes if o["id"] != c["id"] and c["id"] not in (o.get("parents") or [])
                   and o["id"] not in (c.get("parents") or [])]
-        tasks = [("classify", fill_template(rng.choice(CHOICE_STEMS), text=_short(c["description"], 400)), c["name"],
-                  [o["name"] for o in rng.sample(others, 3)])]
-        fix, wrong = _mitigation(c), [m for m in map(_mitigation, rng.sample(others, 6)) if m][:3]
-        if fix and len(wrong) == 3:
-            tasks.append(("remediate", fill_template(rng.choice(FIX_STEMS), name=c["name"]), fix, wrong))
-        for task, stem, right, distractors in tasks:
-            at = k % 4
-            k += 1
-            options = [*distractors[:at], right, *distractors[at:]]
-            question = "\n".join([stem, "", *(f"{LETTERS[i]}) {o}" for i, o in enumerate(options)), "",
-                                   rng.choice(CHOICE_INSTRUCTIONS)])
-            answer = rng.choice(CHOICE_ANSWERS).format(letter=LETTERS[at], option=right)
-            record = _chat([*_system(rng, system_prompt), {"role": "user", "content": question},
-                            {"role": "assistant", "content": answer}], f"cwe_{task}", f"choice:{task}")
-            record["metadata"]["ids"] = [f"CWE-{c['id']}"]
-            yield record
+        distractors = [o["name"] for o in rng.sample(others, 3)]
+        at = k % 4
+        options = [*distractors[:at], c["name"], *distractors[at:]]
+        stem = fill_template(rng.choice(CHOICE_STEMS), text=_short(c["description"], 400))
+        question = "\n".join([stem, "", *(f"{LETTERS[i]}) {o}" for i, o in enumerate(options)), "",
+                               rng.choice(CHOICE_INSTRUCTIONS)])
+        answer = rng.choice(CHOICE_ANSWERS).format(letter=LETTERS[at], option=c["name"])
+        record = _chat([*_system(rng, system_prompt), {"role": "user", "content": question},
+                        {"role": "assistant", "content": answer}], "cwe_classify", "choice:classify")
+        record["metadata"]["ids"] = [f"CWE-{c['id']}"]
+        yield record
 
 
 # -- preference pairs ---------------------------------------------------------------------------------------
