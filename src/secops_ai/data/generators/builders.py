@@ -188,12 +188,12 @@ def _answer(rng: random.Random, task: Task, lang: str, extra_does: str) -> str:
     kind = "script" if lang in ("Python", "Bash") else "program"
     opener = rng.choice(_OPENERS).format(lang=lang, kind=kind, does=task.does, extra_does=extra_does)
     steps = " ".join(f"{i}. {s[:1].upper() + s[1:]}." for i, s in enumerate(task.steps, 1))
-    body = f"{opener}\n\nHow it works: {steps} 4. It {extra_does}."
-    if lang == "Python":
-        body += f"\n\n```python\n{task.code}```"
+    how = f"How it works: {steps} 4. It {extra_does}."
+    if lang == "Python":  # the code first: a reply cut at a token budget must still contain it
+        body = f"{opener}\n\n```python\n{task.code}```\n\n{how}"
     else:
-        body += (f"\n\nIn {lang}, use the standard library for files and processes, check every return value, "
-                 "and run it with the least privileges it needs.")
+        body = (f"{opener}\n\n{how}\n\nIn {lang}, use the standard library for files and processes, check every "
+                "return value, and run it with the least privileges it needs.")
     return body + "\nTest it on a machine you own before deploying it."
 
 
