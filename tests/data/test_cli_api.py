@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from secops_ai.api.app import create_app
+from secops_ai.cli.failure import EXIT_USAGE
 from secops_ai.cli.main import app
 from secops_ai.config import Workspace, get_settings
 
@@ -82,12 +83,13 @@ def test_dataset_routes(workspace: Workspace) -> None:
 def test_generate_options_share_the_override_grammar(workspace: Workspace) -> None:
     """Issue 15.8/15.9: `--set cwe_sample=abc` printed a raw pydantic message with a URL; the options now use
     the key=value grammar (YAML values, strict) and the ConfigError wording of run and pretrain configs."""
+    # a bad --set is a wrong command line: exit 2 (cli/failure.py)
     bad = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_sample=abc")
-    assert bad.exit_code == 1
+    assert bad.exit_code == EXIT_USAGE
     assert "'cwe_sample'" in bad.output and "abc" in bad.output and "https://" not in bad.output
     unknown = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_smaple=3")
-    assert unknown.exit_code == 1 and "unknown key 'cwe_smaple'" in unknown.output
+    assert unknown.exit_code == EXIT_USAGE and "unknown key 'cwe_smaple'" in unknown.output
     syntax = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_sample")
-    assert syntax.exit_code == 1 and "not key=value" in syntax.output
+    assert syntax.exit_code == EXIT_USAGE and "not key=value" in syntax.output
     bad_yaml = _cli("generate", "cwe-qa", "-s", "starter/cwe-catalog@1", "--set", "cwe_ids=[1, 2")
-    assert bad_yaml.exit_code == 1 and "not valid YAML" in bad_yaml.output
+    assert bad_yaml.exit_code == EXIT_USAGE and "not valid YAML" in bad_yaml.output
