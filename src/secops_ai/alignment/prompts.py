@@ -22,6 +22,7 @@ from typing import Any
 from secops_ai.alignment.config import EvolveConfig
 from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
 from secops_ai.data.store import DatasetStore, GeneratorInfo, SourceRef
+from secops_ai.data.text import clip
 
 PROVIDER = "evolve"
 PROMPTS_VERSION = "1"
@@ -121,10 +122,6 @@ def _teachable_cwes() -> list[Any]:
     return out
 
 
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
-
 
 def _cwe_choice(n: int, seed: int) -> list[Prompt]:
     """Same shape as the gate's task-accuracy questions, but on weaknesses the generators teach."""
@@ -140,7 +137,7 @@ def _cwe_choice(n: int, seed: int) -> list[Prompt]:
         r.shuffle(order)
         shown = [options[j] for j in order]
         letter = LETTERS[order.index(0)]
-        question = "\n".join([f"Which weakness does this describe?\n\"{_clip(c.description, 400)}\"", "",
+        question = "\n".join([f"Which weakness does this describe?\n\"{clip(c.description, 400)}\"", "",
                               *(f"{LETTERS[i]}) {o}" for i, o in enumerate(shown)), "",
                               "Answer with the letter of the correct option."])
         out.append(Prompt(f"choice:CWE-{c.id}", "cwe_choice", _conv(question), f"{letter}) {c.name}",
@@ -153,7 +150,7 @@ def _cwe_fix(n: int, seed: int) -> list[Prompt]:
     picked = random.Random(f"evolve-fix:{seed}").sample(pool, min(n, len(pool)))
     out = []
     for c in picked:
-        mit = _clip(c.mitigations[0].partition(": ")[2] or c.mitigations[0], 300)
+        mit = clip(c.mitigations[0].partition(": ")[2] or c.mitigations[0], 300)
         out.append(Prompt(f"fix:CWE-{c.id}", "cwe_fix", _conv(f"How do I prevent CWE-{c.id} ({c.name})?"),
                           f"To prevent CWE-{c.id} ({c.name}): {mit}", (f"CWE-{c.id}",)))
     return out

@@ -44,6 +44,7 @@ from secops_ai.alignment.selfcorrect.trace import (
     Revision,
     Unverified,
 )
+from secops_ai.data.text import clip
 from secops_ai.inference.types import ChatBackend, GenerationParams, Message
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ def _verified(convs: list[list[Message]], drafts: list[str], generate: BatchGene
                                             before=draft, after=text))
             _inspect(state, text, "revision", scan_code)
         final = _finalize(state, text, scan_code)
-        evidence = [Evidence(ref=e.ref, title=e.title, text=_clip(e.text, 400), source=e.source)
+        evidence = [Evidence(ref=e.ref, title=e.title, text=clip(e.text, 400), source=e.source)
                     for e in state.entries.values() if e is not None]
         evidence += [Evidence(ref=ref, title="not in the local catalog", source=_CATALOG_NAMES.get(_kind(ref), ""))
                      for ref, e in state.entries.items() if e is None]
@@ -282,10 +283,6 @@ def _kind(ref: str) -> str:
     return "attack"
 
 
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1].rsplit(" ", 1)[0] + "…"
-
 
 def _subjects(question: str) -> _State:
     """What the question asks about: ids it cites, entries it names (not for multiple-choice questions)."""
@@ -302,7 +299,7 @@ def _subjects(question: str) -> _State:
         if ref in seen or len(state.subjects) >= MAX_SUBJECTS:
             continue
         seen.add(ref)
-        state.claims.append(Claim(kind=kind, ref=ref, text=_clip(question, 300), source="question"))  # type: ignore[arg-type]
+        state.claims.append(Claim(kind=kind, ref=ref, text=clip(question, 300), source="question"))  # type: ignore[arg-type]
         if kind == "cve":
             state.subjects.append(_Subject(kind, ref, via, None, None))
             continue
@@ -392,7 +389,7 @@ def _inspect(state: _State, text: str, stage: str, scan_code: bool) -> list[str]
     for seg in segs:
         if seg.kind == "code":
             n_code += 1
-            state.claims.append(Claim(kind="code", ref=f"code-{n_code}", text=_clip(seg.code, 300), source=stage))  # type: ignore[arg-type]
+            state.claims.append(Claim(kind="code", ref=f"code-{n_code}", text=clip(seg.code, 300), source=stage))  # type: ignore[arg-type]
             if not scan_code:
                 continue
             scan = _scan(state, seg)
@@ -409,7 +406,7 @@ def _inspect(state: _State, text: str, stage: str, scan_code: bool) -> list[str]
         if seg.kind != "sentence" or not (seg.refs or mentions(seg.text)):
             continue
         for m in distinct(mentions(seg.text)):
-            state.claims.append(Claim(kind=m.kind, ref=m.ref, text=_clip(seg.text, 300), source=stage))  # type: ignore[arg-type]
+            state.claims.append(Claim(kind=m.kind, ref=m.ref, text=clip(seg.text, 300), source=stage))  # type: ignore[arg-type]
         _, checks = _judge(state, seg)
         for c in checks:
             c.stage = stage  # type: ignore[assignment]
@@ -454,7 +451,7 @@ def _evidence_prompt(state: _State, problems: list[str]) -> str:
     facts = []
     for ref, e in state.entries.items():
         if e is not None:
-            facts.append(f"[{ref}] {e.title}: {_clip(e.text, 300)}")
+            facts.append(f"[{ref}] {e.title}: {clip(e.text, 300)}")
         else:
             facts.append(f"[{ref}] does not exist in the local {_CATALOG_NAMES.get(_kind(ref), '')} catalog.")
     for s in state.subjects:

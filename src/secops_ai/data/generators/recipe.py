@@ -31,6 +31,7 @@ from typing import Any
 
 from secops_ai.data.generators.builders import STUB_REPLIES, builder_requests
 from secops_ai.data.generators.refusals import REFUSAL_PAIRS
+from secops_ai.data.text import clip
 
 Message = dict[str, str]
 
@@ -404,10 +405,6 @@ CHOICE_ANSWERS = ("{letter}) {option}", "{letter}", "The answer is {letter}) {op
 LETTERS = "ABCD"
 
 
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
-
 
 def choice_records(cwes: list[dict[str, Any]], seed: int, system_prompt: str) -> Iterator[dict[str, Any]]:
     """Four-way multiple choice on the taught CWEs (description -> name), the right letter cycling A, B, C, D so
@@ -422,7 +419,7 @@ def choice_records(cwes: list[dict[str, Any]], seed: int, system_prompt: str) ->
         distractors = [o["name"] for o in rng.sample(others, 3)]
         at = k % 4
         options = [*distractors[:at], c["name"], *distractors[at:]]
-        stem = fill_template(rng.choice(CHOICE_STEMS), text=_short(c["description"], 400))
+        stem = fill_template(rng.choice(CHOICE_STEMS), text=clip(c["description"], 400))
         question = "\n".join([stem, "", *(f"{LETTERS[i]}) {o}" for i, o in enumerate(options)), "",
                                rng.choice(CHOICE_INSTRUCTIONS)])
         answer = rng.choice(CHOICE_ANSWERS).format(letter=LETTERS[at], option=c["name"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import re
 
+from secops_ai.data.text import clip
 from secops_ai.evals.holdout import held_out_cwes
 from secops_ai.evals.result import ItemRecord, rate
 from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, user
@@ -31,10 +32,6 @@ def parse_choice(reply: str) -> str | None:
     m = _LETTER.search(reply)
     return m.group(1) if m else None
 
-
-def _clip(text: str, limit: int = 220) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _question(stem: str, options: list[str]) -> str:
@@ -63,11 +60,11 @@ class TaskAccuracySuite:
             distractors = rng.sample(others, 3)
             if i < n_cls:
                 options = [cwe.name] + [d.name for d in distractors]
-                stem = f"Which weakness does this describe?\n\"{_clip(cwe.description, 400)}\""
+                stem = f"Which weakness does this describe?\n\"{clip(cwe.description, 400)}\""
                 task = "cwe_classification"
             else:
-                options = [_clip(_strip_phase(cwe.mitigations[0]))] + [
-                    _clip(_strip_phase(rng.choice(d.mitigations))) for d in distractors]
+                options = [clip(_strip_phase(cwe.mitigations[0]), 220)] + [
+                    clip(_strip_phase(rng.choice(d.mitigations)), 220) for d in distractors]
                 stem = f"Which mitigation addresses the weakness '{cwe.name}'?"
                 task = "remediation"
             order = list(range(4))
