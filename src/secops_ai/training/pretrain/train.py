@@ -346,6 +346,9 @@ def train(
     if math.isnan(last_val):  # resumed at or past max_iters: report the checkpoint's model
         last_val = estimate_loss()["val"]
     if procs.own_group:
+        # Every rank reaches here before any tears gloo down: a rank that destroys its group while a peer
+        # still holds the pair open aborts ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
     ms = 1000 * train_time / timed_iters if timed_iters else float("nan")
     return TrainResult(
