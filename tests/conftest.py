@@ -185,6 +185,10 @@ class ServerProcess:
         self.stop()
         return self._read_log()
 
+    def log_so_far(self) -> str:
+        """What the running server has logged until now (it keeps running)."""
+        return self._read_log()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

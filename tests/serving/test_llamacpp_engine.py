@@ -101,6 +101,17 @@ def test_adapter_applied_per_request_and_greedy_repeatable(client: OpenAI, serve
     assert _chat(client, "builtin/run-a", PROMPTS[0]) == adapted[0]
 
 
+def test_a_request_after_an_idle_pause_is_served(client: OpenAI, served_texts: dict[str, list[str]],
+                                                 llama_server: ServerProcess) -> None:
+    """llama-server drops a keep-alive connection after 5 idle seconds: the next request must not fail on it."""
+    import time
+
+    assert _chat(client, "builtin/run-a", PROMPTS[0]) == served_texts["builtin/run-a"][0]
+    time.sleep(6)
+    assert _chat(client, "builtin/run-a", PROMPTS[1]) == served_texts["builtin/run-a"][1]
+    assert "retrying it once" not in _flat(llama_server.log_so_far())  # a fresh connection, not a failed try
+
+
 def test_stream_stop_length_seed(client: OpenAI, served_texts: dict[str, list[str]], tiny_llama_dir: Path) -> None:
     model = "builtin/run-a"  # the tiny base only says newlines; its adapter says words
     full = served_texts[model][1]
@@ -278,10 +289,13 @@ def test_a_failed_build_warns_and_leaves_transformers(monkeypatch: pytest.Monkey
     assert choose_engine(Settings(engine="auto"), "cpu")[0] == "transformers"
 
 
+@pytest.mark.parametrize("submitted_from", ["thread", "event loop"])
 def test_a_llama_server_killed_mid_request_never_leaves_a_caller_waiting(
-        llama_home: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        llama_home: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch, submitted_from: str) -> None:
     """SIGKILL the child while rows stream: each row ends (an error, or a retry on a fresh child) in bounded
-    time, the dead child is reaped (no zombie), and the next request runs on its replacement."""
+    time, the dead child is reaped (no zombie), and the next request runs on its replacement. Rows from a
+    worker thread (evals, agents) stream on engine threads; rows from an event loop (the API) as its tasks."""
+    import asyncio
     import signal
     import threading
     import time
@@ -322,13 +336,84 @@ def test_a_llama_server_killed_mid_request_never_leaves_a_caller_waiting(
             return emit
 
         params = GenerationParams(max_tokens=400, temperature=1.0, seed=5)
-        engine.submit_many([GenRequest(list(ids), params, emitter(i)) for i in range(4)])
-        assert all(f.wait(60) for f in finished), f"rows still waiting after the child died: {ends}"
+        rows = [GenRequest(list(ids), params, emitter(i)) for i in range(4)]
+        if submitted_from == "thread":
+            engine.submit_many(rows)
+            ended = all(f.wait(60) for f in finished)
+        else:
+            async def on_a_loop() -> bool:
+                engine.submit_many(rows, loop=asyncio.get_running_loop())
+                try:
+                    return await asyncio.to_thread(lambda: all(f.wait(60) for f in finished))
+                finally:
+                    await engine.close_loop()
+            ended = asyncio.run(on_a_loop())
+        assert ended, f"rows still waiting after the child died: {ends}"
         assert killed.poll() == -signal.SIGKILL  # reaped, not left a zombie
         for kind, payload in ends:  # a failed row says why, in words a client can show
             assert kind == "done" or ("generation failed" in str(payload) and "llama-server" in str(payload)), payload
         assert backend.chat([PROMPTS[1]], GREEDY)[0]  # the replacement child serves the next request
         assert engine.server.proc is not killed and engine.server.proc.poll() is None
+    finally:
+        backend.close()
+        get_settings.cache_clear()
+
+
+def test_api_rows_stream_the_same_text_in_bursts(llama_home: Path, tiny_llama_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows submitted from an event loop (the API) hand text on in bursts at most every stream interval (fewer
+    wakeups of the server per token); the text and its end are exactly what per-token streaming gives."""
+    import asyncio
+
+    from secops_ai.config import Settings, get_settings
+    from secops_ai.evals.runner import Target, make_backend
+    from secops_ai.inference.engine import GenRequest
+    from secops_ai.inference.llamacpp_engine import LlamaCppEngine
+
+    for k, v in ENGINE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    run = llama_home / "models" / "builtin" / "run-a"
+    backend = make_backend(Settings(home=llama_home, base_model=str(tiny_llama_dir)),
+                           Target("builtin/run-a", run, "adapter", run))
+    try:
+        client = backend.engine_client
+        engine = client.engine
+        assert isinstance(engine, LlamaCppEngine)
+        ids = client.encode_chat(PROMPTS[1])
+
+        async def stream(interval: float) -> tuple[list[str], dict]:
+            engine.stream_interval = interval
+            loop = asyncio.get_running_loop()
+            deltas: list[str] = []
+            end: dict = {}
+            ended = asyncio.Event()
+
+            def emit(kind: str, payload: object) -> None:
+                if kind == "delta":
+                    deltas.append(str(payload))
+                else:
+                    end.update(kind=kind, payload=payload)
+                    loop.call_soon_threadsafe(ended.set)
+
+            engine.submit_many([GenRequest(list(ids), GenerationParams(max_tokens=48, temperature=0.0), emit,
+                                           adapter=client.adapter)], loop=loop)
+            await asyncio.wait_for(ended.wait(), 60)
+            return deltas, end
+
+        async def both() -> tuple[tuple[list[str], dict], tuple[list[str], dict]]:
+            try:
+                return await stream(0.0), await stream(0.5)
+            finally:
+                await engine.close_loop()
+
+        (per_token, end0), (bursts, end1) = asyncio.run(both())
+        assert end0["kind"] == end1["kind"] == "done"
+        assert end0["payload"]["token_ids"] == end1["payload"]["token_ids"]
+        assert "".join(bursts) == "".join(per_token) and "".join(bursts).strip()
+        tokens = len(end1["payload"]["token_ids"])
+        assert tokens >= 10 and len(bursts) <= 3  # 48 tiny-model tokens take well under a second
     finally:
         backend.close()
         get_settings.cache_clear()

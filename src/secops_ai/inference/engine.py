@@ -18,6 +18,7 @@ that step with ``error`` and the thread goes on serving the queue.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
@@ -120,8 +121,11 @@ class BatchEngine:
     def submit(self, req: GenRequest) -> None:
         self.submit_many([req])
 
-    def submit_many(self, reqs: list[GenRequest]) -> None:
-        """Queue every row of one request, or none of them (QueueFullError) when they do not all fit."""
+    def submit_many(self, reqs: list[GenRequest], *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue every row of one request, or none of them (QueueFullError) when they do not all fit.
+
+        ``loop`` (the caller's running event loop) is accepted as every engine's is; this engine always
+        decodes on its own thread."""
         for req in reqs:
             self._check(req)
         with self._cond:

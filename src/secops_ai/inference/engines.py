@@ -100,4 +100,5 @@ def _llamacpp(fallback: BatchEngine, settings: Settings, base_dir: Path, adapter
     ctx = min(fallback.max_positions, settings.max_prompt_tokens + settings.max_new_tokens)
     server = LlamaServer(binary, model_file, threads=settings.llamacpp_threads, parallel=fallback.max_batch_size,
                          ctx_per_slot=ctx)
-    return LlamaCppEngine(fallback, server, loras, on_queue_depth=on_queue_depth)
+    return LlamaCppEngine(fallback, server, loras, on_queue_depth=on_queue_depth,
+                          stream_interval=settings.stream_interval_ms / 1000)

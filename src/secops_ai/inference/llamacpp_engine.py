@@ -15,6 +15,7 @@ transformers model itself.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import json
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from secops_ai.inference.engine import BatchEngine, GenRequest, QueueFullError
 log = logging.getLogger(__name__)
 
 _UINT32 = 2**32
+_MAX_LINE = 2**20  # one SSE event of one token; anything near this is not llama-server talking
 
 
 class LlamaServerError(RuntimeError):
@@ -133,6 +136,15 @@ class LlamaServer:
             proc.wait()
 
 
+@dataclass
+class _RowState:
+    """What one try of a row has received so far."""
+
+    tokens: list[int] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # text received, not yet handed to the caller
+    emitted: bool = False  # some text went to the caller: a retry would repeat it
+
+
 class LlamaCppEngine:
     """Drop-in for :class:`BatchEngine` that decodes on ``llama-server``; ``fallback`` serves what it cannot.
 
@@ -142,7 +154,7 @@ class LlamaCppEngine:
     kind = "llamacpp"
 
     def __init__(self, fallback: BatchEngine, server: LlamaServer, loras: dict[str, Path], *,
-                 on_queue_depth: Callable[[int], None] | None = None) -> None:
+                 on_queue_depth: Callable[[int], None] | None = None, stream_interval: float = 0.0) -> None:
         self.fallback = fallback
         self.server = server
         self.loras = dict(loras)
@@ -159,6 +171,11 @@ class LlamaCppEngine:
         self._open: dict[int, GenRequest] = {}  # those rows by id(): stop() ends the ones it cancels
         self._lock = threading.Lock()
         self._client: Any = None
+        # rows submitted from an event loop (the API) stream on that loop: one wakeup per token instead of a
+        # worker thread's read plus a hand-over to the loop, which on two cores slows llama.cpp's own threads
+        self._sessions: dict[asyncio.AbstractEventLoop, Any] = {}
+        self.stream_interval = stream_interval  # seconds between bursts of text for rows on a loop (0: per token)
+        self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._warned: set[str] = set()
         # seconds without a byte from llama-server before a row gives up on it (a queued row waits for a slot)
@@ -233,14 +250,22 @@ class LlamaCppEngine:
             old.stop()
         if self._client is not None:
             self._client.close()
+        for loop, session in list(self._sessions.items()):
+            if loop.is_closed():  # a closed loop took its sockets with it
+                continue
+            with contextlib.suppress(RuntimeError):  # closed meanwhile
+                asyncio.run_coroutine_threadsafe(session.close(), loop)
         self.fallback.stop()
 
     # -- submission -------------------------------------------------------------------------------
     def submit(self, req: GenRequest) -> None:
         self.submit_many([req])
 
-    def submit_many(self, reqs: list[GenRequest]) -> None:
-        """Queue every row of one request, or none (QueueFullError), as :meth:`BatchEngine.submit_many`."""
+    def submit_many(self, reqs: list[GenRequest], *, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue every row of one request, or none (QueueFullError), as :meth:`BatchEngine.submit_many`.
+
+        ``loop``: the running event loop this is called from; its rows then stream as tasks on it and emit
+        on its thread (the caller's ``emit`` must accept both that thread and worker threads)."""
         native = [r for r in reqs if self._native(r)]
         foreign = [r for r in reqs if not self._native(r)]
         for req in native:
@@ -258,7 +283,12 @@ class LlamaCppEngine:
             self._open.update((id(r), r) for r in native)
             self._on_queue_depth(max(0, self._pending - self.max_batch_size))
         for req in native:
-            self._pool.submit(self._run, req)
+            if loop is not None:
+                task = loop.create_task(self._run_async(req))
+                self._tasks.add(task)  # the loop keeps only weak references to its tasks
+                task.add_done_callback(self._tasks.discard)
+            else:
+                self._pool.submit(self._run, req)
 
     def _native(self, req: GenRequest) -> bool:
         reason = None
@@ -329,8 +359,8 @@ class LlamaCppEngine:
         return body
 
     def _run(self, req: GenRequest) -> None:
-        """Decode one row; it always ends (done or an error event), whatever the child does. A child that died
-        or hung before this row emitted anything is replaced and the row retried once on the new one."""
+        """Decode one row on a worker thread; it always ends (done or an error event), whatever the child does.
+        A child that died or hung before this row emitted anything is replaced and the row retried once."""
         try:
             for attempt in range(2):
                 if not self._attempt(req, last=attempt == 1):
@@ -339,85 +369,209 @@ class LlamaCppEngine:
             log.exception("llama.cpp row failed")
             _end(req, "error", f"generation failed: {type(exc).__name__}: {exc}")
         finally:
-            with self._lock:
-                self._pending -= 1
-                self._open.pop(id(req), None)
-                self._on_queue_depth(max(0, self._pending - self.max_batch_size))
+            self._closed(req)
+
+    async def _run_async(self, req: GenRequest) -> None:
+        """:meth:`_run` as a task on the caller's event loop; the rare blocking steps (restarting a dead child,
+        probing a silent one) run in a thread."""
+        try:
+            for attempt in range(2):
+                if not await self._attempt_async(req, last=attempt == 1):
+                    return
+        except asyncio.CancelledError:  # the loop is shutting down
+            _end(req, "error", "generation failed: the engine stopped (server is shutting down)")
+            raise
+        except Exception as exc:
+            log.exception("llama.cpp row failed")
+            _end(req, "error", f"generation failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._closed(req)
+
+    def _closed(self, req: GenRequest) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._open.pop(id(req), None)
+            self._on_queue_depth(max(0, self._pending - self.max_batch_size))
+
+    def _acquire(self) -> tuple[LlamaServer, dict[str, int]]:
+        """The server (and its LoRA numbering) a row runs on, even if a swap happens meanwhile."""
+        with self._lock:
+            server, lora_ids = self.server, self.lora_ids
+            self._rows_on[id(server)] = self._rows_on.get(id(server), 0) + 1
+        return server, lora_ids
+
+    def _release(self, server: LlamaServer) -> list[LlamaServer]:
+        """Count the row off ``server``; returns the replaced servers whose last row this was (to stop)."""
+        with self._lock:
+            self._rows_on[id(server)] -= 1
+            done = [old for old in self._retiring if self._rows_on.get(id(old), 0) == 0]
+            self._retiring = [old for old in self._retiring if old not in done]
+        return done
+
+    def _dead(self) -> bool:
+        return self.server.proc is None or self.server.proc.poll() is not None  # poll() also reaps a zombie
+
+    def _try_revive(self) -> None:
+        try:
+            self._revive()
+        except Exception as exc:  # a binary gone, a port taken: this row fails below, the next tries again
+            log.error("llama-server could not be restarted: %s", exc)
 
     def _attempt(self, req: GenRequest, *, last: bool) -> bool:
         """One try on the current llama-server; True when the row should be retried on a fresh one."""
-        import httpx
-
-        tokens: list[int] = []
-        emitted = False
-        if self.server.proc is None or self.server.proc.poll() is not None:  # poll() also reaps a zombie
-            try:
-                self._revive()
-            except Exception as exc:  # a binary gone, a port taken: this row fails below, the next tries again
-                log.error("llama-server could not be restarted: %s", exc)
-        with self._lock:  # the server (and its LoRA numbering) this row runs on, even if a swap happens meanwhile
-            server, lora_ids = self.server, self.lora_ids
-            self._rows_on[id(server)] = self._rows_on.get(id(server), 0) + 1
+        if self._dead():
+            self._try_revive()
+        server, lora_ids = self._acquire()
+        row = _RowState()
         try:
             if req.cancelled.is_set():
-                self._finish(req, "cancelled", tokens, None)
+                self._finish(req, "cancelled", row.tokens, None)
                 return False
             with self._client.stream("POST", f"{server.url}/completion", json=self._body(req, lora_ids)) as resp:
                 if resp.status_code != 200:
                     resp.read()
                     raise LlamaServerError(f"llama-server answered {resp.status_code}: {resp.text[:300]}")
                 for line in resp.iter_lines():
-                    if req.cancelled.is_set():  # closing the stream makes llama-server free the slot
-                        self._finish(req, "cancelled", tokens, None)
+                    if self._feed(req, line, row):
                         return False
-                    if not line.startswith("data: "):
-                        continue
-                    event = json.loads(line[6:])
-                    if "error" in event:
-                        raise LlamaServerError(str(event["error"]))
-                    tokens.extend(event.get("tokens") or [])
-                    if event.get("content"):
-                        emitted = True
-                        _emit(req, "delta", event["content"])
-                    if event.get("stop"):
-                        kind = event.get("stop_type")
-                        eos = None
-                        if kind == "eos" and tokens and tokens[-1] in self.eos_ids:
-                            eos = tokens.pop()
-                        elif kind == "eos":
-                            eos = self.eos_ids[0]
-                        self._finish(req, "length" if kind == "limit" else "stop", tokens, eos)
-                        return False
+                    self._flush(req, row)
             raise LlamaServerError("llama-server closed the stream before the end")
         except Exception as exc:
-            err: Exception = exc
-            if isinstance(exc, httpx.ReadTimeout) and not self._answers(server):
-                err = LlamaServerError(f"llama-server stopped answering for {self.read_timeout:.0f}s")
-                server.kill()  # hung: the next row replaces it
-            proc = server.proc
-            if proc is not None and isinstance(exc, httpx.TransportError):  # its socket closes just before it exits
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=2)
-            dead = proc is None or proc.poll() is not None
-            if self._stopping:
-                err = RuntimeError("server is shutting down")
-            elif (dead or isinstance(exc, httpx.ReadTimeout)) and not emitted and not last \
-                    and not req.cancelled.is_set():
-                log.warning("llama-server failed under a row (%s: %s); retrying it once", type(exc).__name__, exc)
-                return True
-            elif dead:
-                code = proc.returncode if proc is not None else None
-                err = LlamaServerError(f"llama-server died (exit {code}) during generation")
-            log.warning("llama.cpp row failed: %s", err)
-            _end(req, "error", f"generation failed: {type(err).__name__}: {err}")
-            return False
+            import httpx
+
+            return self._failed(req, server, exc, row, last=last, timed_out=isinstance(exc, httpx.ReadTimeout),
+                                transport=isinstance(exc, httpx.TransportError))
         finally:
-            with self._lock:
-                self._rows_on[id(server)] -= 1
-                done = [old for old in self._retiring if self._rows_on.get(id(old), 0) == 0]
-                self._retiring = [old for old in self._retiring if old not in done]
-            for old in done:
+            for old in self._release(server):
                 old.stop()
+
+    async def _attempt_async(self, req: GenRequest, *, last: bool) -> bool:
+        """:meth:`_attempt` on the event loop, reading the stream with an aiohttp session of that loop (asyncio
+        native: httpx's async path costs an anyio cancel scope per read, a third of our CPU per token)."""
+        import aiohttp
+
+        if self._dead():
+            await asyncio.to_thread(self._try_revive)
+        server, lora_ids = self._acquire()
+        row = _RowState()
+        try:
+            if req.cancelled.is_set():
+                self._finish(req, "cancelled", row.tokens, None)
+                return False
+            session = self._session()
+            async with session.post(f"{server.url}/completion", json=self._body(req, lora_ids)) as resp:
+                if resp.status != 200:
+                    text = await resp.text(errors="replace")
+                    raise LlamaServerError(f"llama-server answered {resp.status}: {text[:300]}")
+                carry, loop = b"", asyncio.get_running_loop()
+                flushed = loop.time()
+                while data := await resp.content.readany():  # whatever has arrived: one or more SSE lines
+                    *lines, carry = (carry + data).split(b"\n")
+                    if len(carry) > _MAX_LINE:
+                        raise LlamaServerError(f"llama-server sent a line over {_MAX_LINE} bytes")
+                    for raw in lines:
+                        if self._feed(req, raw.decode("utf-8", "replace").rstrip("\r"), row):
+                            return False
+                    # the first text goes out at once, the rest in bursts; the end (in _feed) always at once
+                    if not row.emitted or loop.time() - flushed >= self.stream_interval:
+                        self._flush(req, row)
+                        flushed = loop.time()
+            raise LlamaServerError("llama-server closed the stream before the end")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            timed_out = isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError))
+            return await asyncio.to_thread(self._failed, req, server, exc, row, last=last, timed_out=timed_out,
+                                           transport=timed_out or isinstance(exc, aiohttp.ClientError))
+        finally:
+            done = self._release(server)
+            if done:
+                await asyncio.to_thread(lambda: [old.stop() for old in done])
+
+    async def close_loop(self) -> None:
+        """Close the connections rows from the running loop opened (call before that loop ends)."""
+        session = self._sessions.pop(asyncio.get_running_loop(), None)
+        if session is not None:
+            await session.close()
+
+    def _session(self) -> Any:
+        """This loop's aiohttp session (its connections belong to the loop that opened them)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(loop)
+        if session is None:
+            self._sessions = {lp: c for lp, c in self._sessions.items() if not lp.is_closed()}
+            # a bounded read: a hung child (no byte for read_timeout seconds) fails its rows instead of blocking
+            session = self._sessions[loop] = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_read=self.read_timeout),
+                # llama-server (cpp-httplib) drops an idle keep-alive connection after 5 s; reusing one it dropped
+                # fails the write, so ours are let go sooner
+                connector=aiohttp.TCPConnector(limit=self.max_batch_size + self.max_queue, keepalive_timeout=2),
+                read_bufsize=2**18)
+        return session
+
+    def _feed(self, req: GenRequest, line: str, row: _RowState) -> bool:
+        """One line of llama-server's SSE stream; True when the row has ended (finished or cancelled)."""
+        if req.cancelled.is_set():  # closing the stream makes llama-server free the slot
+            self._finish(req, "cancelled", row.tokens, None)
+            return True
+        if not line.startswith("data: "):
+            return False
+        event = json.loads(line[6:])
+        if "error" in event:
+            raise LlamaServerError(str(event["error"]))
+        row.tokens.extend(event.get("tokens") or [])
+        if event.get("content"):
+            row.pending.append(event["content"])
+        if not event.get("stop"):
+            return False
+        self._flush(req, row)
+        kind = event.get("stop_type")
+        eos = None
+        if kind == "eos" and row.tokens and row.tokens[-1] in self.eos_ids:
+            eos = row.tokens.pop()
+        elif kind == "eos":
+            eos = self.eos_ids[0]
+        self._finish(req, "length" if kind == "limit" else "stop", row.tokens, eos)
+        return True
+
+    @staticmethod
+    def _flush(req: GenRequest, row: _RowState) -> None:
+        """Hand the text received so far to the caller as one delta."""
+        if row.pending:
+            text = "".join(row.pending)
+            row.pending.clear()
+            row.emitted = True
+            _emit(req, "delta", text)
+
+    def _failed(self, req: GenRequest, server: LlamaServer, exc: Exception, row: _RowState, *, last: bool,
+                timed_out: bool, transport: bool) -> bool:
+        """Decide what a failed try means (may block: probes and waits on the child); True to retry the row.
+
+        ``timed_out``: no byte for read_timeout seconds; ``transport``: the connection failed (either client's
+        error types, classified by the caller)."""
+        err: Exception = exc
+        if timed_out and not self._answers(server):
+            err = LlamaServerError(f"llama-server stopped answering for {self.read_timeout:.0f}s")
+            server.kill()  # hung: the next row replaces it
+        proc = server.proc
+        if proc is not None and transport:  # its socket closes just before it exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+        dead = proc is None or proc.poll() is not None
+        if self._stopping:
+            err = RuntimeError("server is shutting down")
+        elif (dead or timed_out or transport) and not row.emitted and not last \
+                and not req.cancelled.is_set():  # a dropped connection too: nothing reached the caller yet
+            log.warning("llama-server failed under a row (%s: %s); retrying it once", type(exc).__name__, exc)
+            return True
+        elif dead:
+            code = proc.returncode if proc is not None else None
+            err = LlamaServerError(f"llama-server died (exit {code}) during generation")
+        log.warning("llama.cpp row failed: %s", err)
+        _end(req, "error", f"generation failed: {type(err).__name__}: {err}")
+        return False
 
     def _answers(self, server: LlamaServer) -> bool:
         with contextlib.suppress(Exception):

@@ -163,6 +163,9 @@ class ModelService:
             await asyncio.gather(self._load_task, return_exceptions=True)
         if self.engine:
             await asyncio.to_thread(self.engine.stop)
+            close_loop = getattr(self.engine, "close_loop", None)
+            if close_loop is not None:  # connections the engine opened on this loop close with it
+                await close_loop()
 
     @property
     def loading(self) -> bool:
@@ -365,16 +368,21 @@ class ModelService:
         model_id = self.public_id(adapter)
         key = self.engine_key(adapter)
 
+        loop_thread = threading.get_ident()
+
         def emitter(i: int, prompt_tokens: int):
             def emit(kind: str, payload: Any) -> None:
                 if kind == "done":  # counted here so abandoned streams (client gone) are counted too
                     self.on_tokens(model_id, prompt_tokens, payload["completion_tokens"])
-                mailbox.post(queue, (i, kind, payload))
+                if threading.get_ident() == loop_thread:  # a row streaming as a task on this loop
+                    queue.put_nowait((i, kind, payload))
+                else:  # an engine thread
+                    mailbox.post(queue, (i, kind, payload))
             return emit
 
         reqs = [GenRequest(prompt_ids=ids, params=params, adapter=key, emit=emitter(i, len(ids)))
                 for i, (ids, params) in enumerate(rows)]
-        engine.submit_many(reqs)
+        engine.submit_many(reqs, loop=loop)
         return Submission(reqs, queue)
 
     def stream_sync(self, prompt_ids: list[int], params: GenerationParams, adapter: str | None) -> Iterator[str]:
