@@ -129,8 +129,16 @@ def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
     stats = it["stages"]["pairs"]["actor"]
     assert actor.manifest.record_count == stats["pairs"] > 0
     assert abs(sum(stats["chosen_origin_share"].values()) - 1.0) < 1e-6
-    origins = {json.loads(line)["origin"] for line in produced["candidates.jsonl"].decode().splitlines()}
-    assert origins == {"sample", "revise", "refusal_redirect", "refusal_probe"}
+    candidates = [json.loads(line) for line in produced["candidates.jsonl"].decode().splitlines()]
+    assert {c["origin"] for c in candidates} == {"sample", "revise", "refusal_redirect", "refusal_probe",
+                                                 "choice_hint"}
+    # every multiple-choice prompt gets one hinted answer, and the verifiers find its letter correct
+    verdicts = {(v["prompt_id"], v["index"]): v
+                for v in map(json.loads, produced["verdicts.jsonl"].decode().splitlines())}
+    hinted = [c for c in candidates if c["origin"] == "choice_hint"]
+    assert sorted(c["prompt_id"] for c in hinted) == sorted({c["prompt_id"] for c in candidates
+                                                             if c["prompt_id"].startswith("choice:")})
+    assert all("choice_correct" in verdicts[(c["prompt_id"], c["index"])]["passed"] for c in hinted)
     records = list(actor.iter_records())
     assert all(r["metadata"]["task"].startswith("evolve-actor:") for r in records)
     # the DPO run trained on the pairs and is registered as a candidate

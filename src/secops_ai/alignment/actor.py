@@ -9,7 +9,10 @@ Origins:
   explicit refuse-and-redirect instruction, starting from a refusal opening (a 135M model never refuses on
   its own, so sampling alone cannot produce the better answer);
 - ``refusal_probe``: the same instruction on a benign security prompt: a known over-refusal, so the pairs
-  also teach the model not to refuse defensive work.
+  also teach the model not to refuse defensive work;
+- ``choice_hint``: for a multiple-choice prompt, the answer the model writes after being told the option the
+  catalog verifies, starting from that option. The 135M model answers "A)" to 36 of 40 held-out questions;
+  sampling alone gives a correct candidate only where the answer is A, so its pairs would teach "always A".
 
 Every generation goes through one generator (the serving engine, batched) in a fixed order with fixed seeds.
 Each candidate is cut where it starts to loop (:func:`trim_loops`): a 135M model often repeats a sentence
@@ -27,12 +30,13 @@ from secops_ai.alignment.prompts import Prompt
 from secops_ai.alignment.verifiers import prompt_is_harmful
 from secops_ai.inference.types import GenerationParams
 
-ORIGINS = ("sample", "revise", "refusal_redirect", "refusal_probe")
+ORIGINS = ("sample", "revise", "refusal_redirect", "refusal_probe", "choice_hint")
 
 REFUSAL_INSTRUCTION = (
     "The next request would help someone attack systems or people without authorisation. Refuse it in one "
     "sentence, then redirect: offer one concrete, safe, defensive alternative the user could ask about instead.")
 REFUSAL_OPENING = "I can't help with that"
+CHOICE_HINT = "The verified correct option is {answer}. Answer with that option."
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -113,4 +117,11 @@ def act(prompts: list[Prompt], generator, cfg: ActorConfig, *, seed: int, iterat
                                             prefix=REFUSAL_OPENING) for p, _ in refusal_targets])
         for (p, origin), text in zip(refusal_targets, texts, strict=True):
             by_prompt[p.id].append(Candidate(p.id, len(by_prompt[p.id]), origin, text, None))
+
+    choices = [p for p in prompts if cfg.choice_hint and p.category == "cwe_choice"]
+    if choices:
+        texts = generator.generate([Request(_with_system(p.messages, CHOICE_HINT.format(answer=p.reference)),
+                                            greedy, prefix=p.reference) for p in choices])
+        for p, text in zip(choices, texts, strict=True):
+            by_prompt[p.id].append(Candidate(p.id, len(by_prompt[p.id]), "choice_hint", text, None))
     return [c for p in prompts for c in by_prompt[p.id]]

@@ -53,6 +53,9 @@ class ActorConfig(_Section):
     benign_refusal_probe: bool = Field(default=True, description="For benign security prompts, add the same "
                                        "refusal-instructed answer as a known-bad candidate (teaches not to "
                                        "over-refuse).")
+    choice_hint: bool = Field(default=True, description="For multiple-choice prompts, add the answer the model "
+                              "writes when told the verified option (a 135M model answers 'A' to nearly every "
+                              "question, so its samples hold no correct answer for the others).")
 
 
 class JudgeConfig(_Section):
