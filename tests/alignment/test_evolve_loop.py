@@ -23,7 +23,7 @@ def tiny_config(**overrides) -> EvolveConfig:
     data = {
         "name": "tiny", "seed": 3, "start_from": "production", "batch_size": 16,
         "prompts": {"sources": ["refusals", "cwe_choice"], "per_source": 2},
-        "actor": {"samples": 4, "max_tokens": 8},
+        "actor": {"samples": 4, "max_tokens": 8, "choice_hint": True},
         "judge": {"judgments": 2, "max_tokens": 8},
         # a random tiny model addresses nothing: with the relevance verifier every benign answer is verified bad
         # and no pair survives (tests/alignment/test_evolve_units.py covers that rule)

@@ -53,9 +53,11 @@ class ActorConfig(_Section):
     benign_refusal_probe: bool = Field(default=True, description="For benign security prompts, add the same "
                                        "refusal-instructed answer as a known-bad candidate (teaches not to "
                                        "over-refuse).")
-    choice_hint: bool = Field(default=True, description="For multiple-choice prompts, add the answer the model "
+    choice_hint: bool = Field(default=False, description="For multiple-choice prompts, add the answer the model "
                               "writes when told the verified option (a 135M model answers 'A' to nearly every "
-                              "question, so its samples hold no correct answer for the others).")
+                              "question, so its samples hold no correct answer for the others). Measured on "
+                              "the starter config: task accuracy +1 item of 40, helpfulness -5 of 24 "
+                              "(docs/BENCHMARKS.md), so off by default.")
 
 
 class JudgeConfig(_Section):
