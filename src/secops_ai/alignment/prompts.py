@@ -122,7 +122,6 @@ def _teachable_cwes() -> list[Any]:
     return out
 
 
-
 def _cwe_choice(n: int, seed: int) -> list[Prompt]:
     """Same shape as the gate's task-accuracy questions, but on weaknesses the generators teach."""
     pool = _teachable_cwes()

@@ -283,7 +283,6 @@ def _kind(ref: str) -> str:
     return "attack"
 
 
-
 def _subjects(question: str) -> _State:
     """What the question asks about: ids it cites, entries it names (not for multiple-choice questions)."""
     state = _State(question=question)

@@ -33,7 +33,6 @@ def parse_choice(reply: str) -> str | None:
     return m.group(1) if m else None
 
 
-
 def _question(stem: str, options: list[str]) -> str:
     lines = [stem, ""] + [f"{LETTERS[i]}) {opt}" for i, opt in enumerate(options)]
     return "\n".join([*lines, "", "Answer with the letter of the correct option."])
