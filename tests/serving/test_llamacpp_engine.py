@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -51,6 +52,24 @@ def llama_server(llama_home: Path, tiny_llama_dir: Path) -> Iterator[ServerProce
 @pytest.fixture(scope="module")
 def client(llama_server: ServerProcess) -> OpenAI:
     return OpenAI(base_url=f"{llama_server.base_url}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+@pytest.fixture
+def run_a_backend(llama_home: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The gate's backend for builtin/run-a on the llama.cpp engine (started on first use); closed after."""
+    from secops_ai.config import Settings, get_settings
+    from secops_ai.evals.runner import Target, make_backend
+
+    for k, v in ENGINE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    run = llama_home / "models" / "builtin" / "run-a"
+    backend = make_backend(Settings(home=llama_home, base_model=str(tiny_llama_dir)),
+                           Target("builtin/run-a", run, "adapter", run))
+    yield backend
+    backend.close()
+    get_settings.cache_clear()
 
 
 def _flat(log: str) -> str:
@@ -290,8 +309,8 @@ def test_a_failed_build_warns_and_leaves_transformers(monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("submitted_from", ["thread", "event loop"])
-def test_a_llama_server_killed_mid_request_never_leaves_a_caller_waiting(
-        llama_home: Path, tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch, submitted_from: str) -> None:
+def test_a_llama_server_killed_mid_request_never_leaves_a_caller_waiting(run_a_backend: Any,
+                                                                         submitted_from: str) -> None:
     """SIGKILL the child while rows stream: each row ends (an error, or a retry on a fresh child) in bounded
     time, the dead child is reaped (no zombie), and the next request runs on its replacement. Rows from a
     worker thread (evals, agents) stream on engine threads; rows from an event loop (the API) as its tasks."""
@@ -300,120 +319,95 @@ def test_a_llama_server_killed_mid_request_never_leaves_a_caller_waiting(
     import threading
     import time
 
-    from secops_ai.config import Settings, get_settings
-    from secops_ai.evals.runner import Target, make_backend
     from secops_ai.inference.engine import GenRequest
     from secops_ai.inference.llamacpp_engine import LlamaCppEngine
 
-    for k, v in ENGINE.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
-    get_settings.cache_clear()
-    run = llama_home / "models" / "builtin" / "run-a"
-    backend = make_backend(Settings(home=llama_home, base_model=str(tiny_llama_dir)),
-                           Target("builtin/run-a", run, "adapter", run))
-    try:
-        holder: dict[str, LlamaCppEngine] = {}  # started from a thread that then ends, as an agent run or a
-        starter = threading.Thread(target=lambda: holder.setdefault("e", backend.engine_client.engine))
-        starter.start()  # to_thread call may: the child must outlive that thread (PR_SET_PDEATHSIG is per thread)
-        starter.join()
-        engine = holder["e"]
-        assert isinstance(engine, LlamaCppEngine)
-        killed = engine.server.proc
-        time.sleep(1)
-        assert killed.poll() is None, f"llama-server died with the thread that started it: {killed.returncode}"
-        ids = engine.tokenizer.encode("Explain SQL injection in one line.")
-        ends: list[tuple[str, object]] = []
-        finished = [threading.Event() for _ in range(4)]
+    backend = run_a_backend
+    holder: dict[str, LlamaCppEngine] = {}  # started from a thread that then ends, as an agent run or a
+    starter = threading.Thread(target=lambda: holder.setdefault("e", backend.engine_client.engine))
+    starter.start()  # to_thread call may: the child must outlive that thread (PR_SET_PDEATHSIG is per thread)
+    starter.join()
+    engine = holder["e"]
+    assert isinstance(engine, LlamaCppEngine)
+    killed = engine.server.proc
+    time.sleep(1)
+    assert killed.poll() is None, f"llama-server died with the thread that started it: {killed.returncode}"
+    ids = engine.tokenizer.encode("Explain SQL injection in one line.")
+    ends: list[tuple[str, object]] = []
+    finished = [threading.Event() for _ in range(4)]
 
-        def emitter(i: int):
-            def emit(kind: str, payload: object) -> None:
-                if kind == "delta" and i == 0 and killed.poll() is None:
-                    os.kill(killed.pid, signal.SIGKILL)  # mid-stream: row 0 has emitted text already
-                elif kind in ("done", "error"):
-                    ends.append((kind, payload))
-                    finished[i].set()
-            return emit
+    def emitter(i: int):
+        def emit(kind: str, payload: object) -> None:
+            if kind == "delta" and i == 0 and killed.poll() is None:
+                os.kill(killed.pid, signal.SIGKILL)  # mid-stream: row 0 has emitted text already
+            elif kind in ("done", "error"):
+                ends.append((kind, payload))
+                finished[i].set()
+        return emit
 
-        params = GenerationParams(max_tokens=400, temperature=1.0, seed=5)
-        rows = [GenRequest(list(ids), params, emitter(i)) for i in range(4)]
-        if submitted_from == "thread":
-            engine.submit_many(rows)
-            ended = all(f.wait(60) for f in finished)
-        else:
-            async def on_a_loop() -> bool:
-                engine.submit_many(rows, loop=asyncio.get_running_loop())
-                try:
-                    return await asyncio.to_thread(lambda: all(f.wait(60) for f in finished))
-                finally:
-                    await engine.close_loop()
-            ended = asyncio.run(on_a_loop())
-        assert ended, f"rows still waiting after the child died: {ends}"
-        assert killed.poll() == -signal.SIGKILL  # reaped, not left a zombie
-        for kind, payload in ends:  # a failed row says why, in words a client can show
-            assert kind == "done" or ("generation failed" in str(payload) and "llama-server" in str(payload)), payload
-        assert backend.chat([PROMPTS[1]], GREEDY)[0]  # the replacement child serves the next request
-        assert engine.server.proc is not killed and engine.server.proc.poll() is None
-    finally:
-        backend.close()
-        get_settings.cache_clear()
+    params = GenerationParams(max_tokens=400, temperature=1.0, seed=5)
+    rows = [GenRequest(list(ids), params, emitter(i)) for i in range(4)]
+    if submitted_from == "thread":
+        engine.submit_many(rows)
+        ended = all(f.wait(60) for f in finished)
+    else:
+        async def on_a_loop() -> bool:
+            engine.submit_many(rows, loop=asyncio.get_running_loop())
+            try:
+                return await asyncio.to_thread(lambda: all(f.wait(60) for f in finished))
+            finally:
+                await engine.close_loop()
+        ended = asyncio.run(on_a_loop())
+    assert ended, f"rows still waiting after the child died: {ends}"
+    assert killed.poll() == -signal.SIGKILL  # reaped, not left a zombie
+    for kind, payload in ends:  # a failed row says why, in words a client can show
+        assert kind == "done" or ("generation failed" in str(payload) and "llama-server" in str(payload)), payload
+    assert backend.chat([PROMPTS[1]], GREEDY)[0]  # the replacement child serves the next request
+    assert engine.server.proc is not killed and engine.server.proc.poll() is None
 
 
-def test_api_rows_stream_the_same_text_in_bursts(llama_home: Path, tiny_llama_dir: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_rows_stream_the_same_text_in_bursts(run_a_backend: Any) -> None:
     """Rows submitted from an event loop (the API) hand text on in bursts at most every stream interval (fewer
     wakeups of the server per token); the text and its end are exactly what per-token streaming gives."""
     import asyncio
 
-    from secops_ai.config import Settings, get_settings
-    from secops_ai.evals.runner import Target, make_backend
     from secops_ai.inference.engine import GenRequest
     from secops_ai.inference.llamacpp_engine import LlamaCppEngine
 
-    for k, v in ENGINE.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
-    get_settings.cache_clear()
-    run = llama_home / "models" / "builtin" / "run-a"
-    backend = make_backend(Settings(home=llama_home, base_model=str(tiny_llama_dir)),
-                           Target("builtin/run-a", run, "adapter", run))
-    try:
-        client = backend.engine_client
-        engine = client.engine
-        assert isinstance(engine, LlamaCppEngine)
-        ids = client.encode_chat(PROMPTS[1])
+    backend = run_a_backend
+    client = backend.engine_client
+    engine = client.engine
+    assert isinstance(engine, LlamaCppEngine)
+    ids = client.encode_chat(PROMPTS[1])
 
-        async def stream(interval: float) -> tuple[list[str], dict]:
-            engine.stream_interval = interval
-            loop = asyncio.get_running_loop()
-            deltas: list[str] = []
-            end: dict = {}
-            ended = asyncio.Event()
+    async def stream(interval: float) -> tuple[list[str], dict]:
+        engine.stream_interval = interval
+        loop = asyncio.get_running_loop()
+        deltas: list[str] = []
+        end: dict = {}
+        ended = asyncio.Event()
 
-            def emit(kind: str, payload: object) -> None:
-                if kind == "delta":
-                    deltas.append(str(payload))
-                else:
-                    end.update(kind=kind, payload=payload)
-                    loop.call_soon_threadsafe(ended.set)
+        def emit(kind: str, payload: object) -> None:
+            if kind == "delta":
+                deltas.append(str(payload))
+            else:
+                end.update(kind=kind, payload=payload)
+                loop.call_soon_threadsafe(ended.set)
 
-            engine.submit_many([GenRequest(list(ids), GenerationParams(max_tokens=48, temperature=0.0), emit,
-                                           adapter=client.adapter)], loop=loop)
-            await asyncio.wait_for(ended.wait(), 60)
-            return deltas, end
+        engine.submit_many([GenRequest(list(ids), GenerationParams(max_tokens=48, temperature=0.0), emit,
+                                       adapter=client.adapter)], loop=loop)
+        await asyncio.wait_for(ended.wait(), 60)
+        return deltas, end
 
-        async def both() -> tuple[tuple[list[str], dict], tuple[list[str], dict]]:
-            try:
-                return await stream(0.0), await stream(0.5)
-            finally:
-                await engine.close_loop()
+    async def both() -> tuple[tuple[list[str], dict], tuple[list[str], dict]]:
+        try:
+            return await stream(0.0), await stream(0.5)
+        finally:
+            await engine.close_loop()
 
-        (per_token, end0), (bursts, end1) = asyncio.run(both())
-        assert end0["kind"] == end1["kind"] == "done"
-        assert end0["payload"]["token_ids"] == end1["payload"]["token_ids"]
-        assert "".join(bursts) == "".join(per_token) and "".join(bursts).strip()
-        tokens = len(end1["payload"]["token_ids"])
-        assert tokens >= 10 and len(bursts) <= 3  # 48 tiny-model tokens take well under a second
-    finally:
-        backend.close()
-        get_settings.cache_clear()
+    (per_token, end0), (bursts, end1) = asyncio.run(both())
+    assert end0["kind"] == end1["kind"] == "done"
+    assert end0["payload"]["token_ids"] == end1["payload"]["token_ids"]
+    assert "".join(bursts) == "".join(per_token) and "".join(bursts).strip()
+    tokens = len(end1["payload"]["token_ids"])
+    assert tokens >= 10 and len(bursts) <= 3  # 48 tiny-model tokens take well under a second

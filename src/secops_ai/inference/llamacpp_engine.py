@@ -250,11 +250,6 @@ class LlamaCppEngine:
             old.stop()
         if self._client is not None:
             self._client.close()
-        for loop, session in list(self._sessions.items()):
-            if loop.is_closed():  # a closed loop took its sockets with it
-                continue
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                asyncio.run_coroutine_threadsafe(session.close(), loop)
         self.fallback.stop()
 
     # -- submission -------------------------------------------------------------------------------
@@ -265,7 +260,8 @@ class LlamaCppEngine:
         """Queue every row of one request, or none (QueueFullError), as :meth:`BatchEngine.submit_many`.
 
         ``loop``: the running event loop this is called from; its rows then stream as tasks on it and emit
-        on its thread (the caller's ``emit`` must accept both that thread and worker threads)."""
+        on its thread (the caller's ``emit`` must accept both that thread and worker threads). The caller
+        closes the connections they open with :meth:`close_loop` before that loop ends."""
         native = [r for r in reqs if self._native(r)]
         foreign = [r for r in reqs if not self._native(r)]
         for req in native:
