@@ -58,6 +58,24 @@ def test_each_group_fails_with_its_documented_code(workspace: Workspace, args: l
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"SECOPS_STREAM_INTERVAL_MS": "-1"}, "SECOPS_STREAM_INTERVAL_MS='-1': Input should be greater than or equal to 0"),
+    ({"SECOPS_ENGINE": "gpu"}, "SECOPS_ENGINE='gpu'"),
+    ({"SECOPS_LLAMACPP_THREADS": "many"}, "SECOPS_LLAMACPP_THREADS='many'"),
+])
+def test_a_bad_setting_in_the_environment_fails_every_command_naming_the_variable(
+        workspace: Workspace, env: dict[str, str], needle: str) -> None:
+    from secops_ai.config import get_settings
+
+    for args in (["serve"], ["models", "list"]):
+        get_settings.cache_clear()
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "300", **env})
+        assert result.exit_code == EXIT_ERROR, result.output
+        assert result.stderr.startswith("error: ") and needle in result.stderr, result.stderr
+        assert "Traceback" not in result.output
+    get_settings.cache_clear()
+
+
 def test_a_bad_generator_config_file_is_bad_input_not_a_bad_command_line(workspace: Workspace,
                                                                          tmp_path: Path) -> None:
     bad = tmp_path / "gen.yaml"

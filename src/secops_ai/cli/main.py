@@ -25,11 +25,26 @@ def _observability() -> None:
     from secops_ai.observability.logging import setup_logging
     from secops_ai.observability.tracing import setup_tracing, shutdown_tracing
 
+    _check_settings()
     if os.environ.get("SECOPS_LOG_FORMAT", "").lower() == "json":
         setup_logging(os.environ.get("SECOPS_LOG_LEVEL", "INFO"), "json")
     if setup_tracing():
         atexit.register(shutdown_tracing)
     _record_gguf_in_cards()
+
+
+def _check_settings() -> None:
+    # A bad SECOPS_* value fails every command the same way, naming the variable, before any work starts.
+    from pydantic import ValidationError
+
+    from secops_ai.cli.failure import fail
+    from secops_ai.config import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        fail("; ".join(f"SECOPS_{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+                       for e in exc.errors()))
 
 
 def _record_gguf_in_cards() -> None:
