@@ -411,3 +411,42 @@ def test_api_rows_stream_the_same_text_in_bursts(run_a_backend: Any) -> None:
     assert "".join(bursts) == "".join(per_token) and "".join(bursts).strip()
     tokens = len(end1["payload"]["token_ids"])
     assert tokens >= 10 and len(bursts) <= 3  # 48 tiny-model tokens take well under a second
+
+
+def test_evolve_generations_on_llama_cpp_are_reproducible(llama_home: Path, tiny_llama_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evolve's generator on llama.cpp (issue 19: same config, seeds and model => byte-identical preference
+    data): sampled rows, several per prompt, give the same text on every call, although llama-server batches
+    whatever arrives together and a row's logits depend on its batch. They also match a fresh generator (a
+    resumed run starts a new llama-server) and do not depend on the calls made before."""
+    from secops_ai.alignment.generate import EngineGenerator, Request, seed_for
+    from secops_ai.config import Settings, get_settings
+
+    for k, v in ENGINE.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SECOPS_LLM_BASE_URL", raising=False)
+    get_settings.cache_clear()
+    settings = Settings(home=llama_home, base_model=str(tiny_llama_dir))
+    convs = [[{"role": "user", "content": f"Question {i}: how do I audit service {i} for weak credentials?"}]
+             for i in range(6)]
+    reqs = [Request(c, GenerationParams(max_tokens=24, temperature=1.0, top_p=0.95, seed=seed_for(7, i, k)))
+            for i, c in enumerate(convs) for k in range(4)]
+
+    def run(gen: EngineGenerator, rows: list[Request]) -> list[str]:
+        return gen.generate(rows)
+
+    gen = EngineGenerator(settings, "builtin/run-a", chunk=8)
+    try:
+        assert gen.service.engine.kind == "llamacpp"
+        first = run(gen, reqs)
+        assert len(set(first)) > len(convs), "sampling gave no variety: the test would prove nothing"
+        assert run(gen, reqs) == first
+        assert run(gen, reqs[8:]) == first[8:]  # nor on the prompts that came before
+    finally:
+        gen.close()
+    fresh = EngineGenerator(settings, "builtin/run-a", chunk=8)
+    try:
+        assert run(fresh, reqs) == first
+    finally:
+        fresh.close()
+        get_settings.cache_clear()

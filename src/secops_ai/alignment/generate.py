@@ -1,9 +1,14 @@
 """Generation for evolve: the serving engine (``BatchEngine`` behind ``ModelService``), made reproducible.
 
 The engine admits waiting requests between decode steps, so which requests share a batch normally depends
-on timing. Evolve needs the same samples on every run (same config + seeds + model => byte-identical
-preference data on CPU), so a chunk of requests is queued while the model lock is held: the engine sees the
-whole chunk at once and its schedule (which rows share each forward pass) is a pure function of the chunk.
+on timing, and a row's logits depend (in the last bits) on its neighbours. Evolve needs the same samples on
+every run (same config + seeds + model => byte-identical preference data on CPU), so:
+
+* transformers engine: a chunk of requests is queued while the model lock is held; the engine sees the whole
+  chunk at once and its schedule (which rows share each forward pass) is a pure function of the chunk;
+* llama.cpp engine: llama-server schedules rows as they arrive over HTTP, so rows go one at a time, each
+  decoded from a clean state (``GenRequest.reproducible``); the N samples of one prompt share its prompt pass.
+
 Every sampled request carries its own seed, so its tokens do not depend on its neighbours' draws either.
 """
 
@@ -49,9 +54,11 @@ class EngineGenerator:
         self.chunk = max(1, min(chunk, self.service.engine.max_queue))
         self.name = self.service.public_id(self.adapter)
         self.too_long = 0
+        self._last_prompt: list[int] | None = None
         self.progress: Callable[[str], None] | None = None
 
     def generate(self, requests: list[Request]) -> list[str]:
+        self._last_prompt = None  # a prompt cache is reused only within one call: resume-safe
         out: list[str] = []
         step = max(self.chunk, len(requests) // 4)  # progress about every quarter
         for start in range(0, len(requests), self.chunk):
@@ -82,7 +89,7 @@ class EngineGenerator:
 
         from secops_ai.inference.service import PromptTooLongError
 
-        reqs = []
+        reqs: list[tuple[int, GenRequest]] = []
         for i, r in enumerate(requests):
             try:
                 ids = self.service.encode_chat(r.messages)
@@ -92,10 +99,17 @@ class EngineGenerator:
                 continue
             if r.prefix:
                 ids = ids + self.tokenizer(r.prefix, add_special_tokens=False)["input_ids"]
-            reqs.append(GenRequest(ids, r.params, emitter(i), adapter=self.key))
-        with engine.model_lock:  # the engine starts on the whole chunk: a deterministic schedule
-            for req in reqs:
+            reqs.append((i, GenRequest(ids, r.params, emitter(i), adapter=self.key, reproducible=True,
+                                       reuse_prompt=ids == self._last_prompt)))
+            self._last_prompt = ids
+        if engine.reproducible_chunks:
+            with engine.model_lock:  # the engine starts on the whole chunk: a deterministic schedule
+                for _, req in reqs:
+                    engine.submit(req)
+        else:  # one row at a time: nothing shares its forward passes
+            for i, req in reqs:
                 engine.submit(req)
+                done[i].wait()
         for event in done:
             event.wait()
         if errors:

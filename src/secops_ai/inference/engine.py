@@ -57,6 +57,12 @@ class GenRequest:
     # The same constraint as a JSON schema, for engines that enforce one natively (llama.cpp's grammar); an
     # engine that does not ignores it and applies ``logits_processor``.
     json_schema: dict[str, Any] | None = None
+    # Reproducible rows (evolve's generator): the caller sends them one at a time to an engine whose batches are
+    # not reproducible (llama.cpp), which then decodes each from a clean state, so its tokens are a pure function
+    # of prompt and params. ``reuse_prompt``: the previous reproducible row had this same prompt, and its cached
+    # state may be reused (deterministic, and it saves N-1 prompt passes for N samples of one prompt).
+    reproducible: bool = False
+    reuse_prompt: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued_at: float = field(default_factory=time.monotonic)
     ended: bool = False  # set once done/error went out: nothing is emitted after it
@@ -77,6 +83,10 @@ class _Row:
 
 class BatchEngine:
     """Owns a model (optionally a peft model with several adapters) and batches generation on a thread."""
+
+    # Rows submitted together while ``model_lock`` is held get a schedule (which rows share each forward pass)
+    # that is a pure function of those rows, so a chunk of them decodes the same on every run.
+    reproducible_chunks = True
 
     def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 8, max_queue: int = 64,
                  on_queue_depth: Callable[[int], None] | None = None,

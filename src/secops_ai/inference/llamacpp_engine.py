@@ -152,6 +152,9 @@ class LlamaCppEngine:
     """
 
     kind = "llamacpp"
+    # llama-server batches rows as they arrive over HTTP, and a row's logits depend on which rows share its
+    # forward pass (kernels differ by batch size): reproducible rows must come one at a time (GenRequest).
+    reproducible_chunks = False
 
     def __init__(self, fallback: BatchEngine, server: LlamaServer, loras: dict[str, Path], *,
                  on_queue_depth: Callable[[int], None] | None = None, stream_interval: float = 0.0) -> None:
@@ -350,6 +353,8 @@ class LlamaCppEngine:
                                            for key, i in lora_ids.items()]}
         if req.json_schema is not None:  # llama.cpp turns the schema into a grammar
             body["json_schema"] = req.json_schema
+        if req.reproducible:  # one slot, and a prompt cache only from the row before with this very prompt
+            body["id_slot"], body["cache_prompt"] = 0, req.reuse_prompt
         if p.seed is not None:  # llama.cpp seeds are 32-bit and 0xFFFFFFFF means "random"
             body["seed"] = min(p.seed % _UINT32, _UINT32 - 2)
         return body
