@@ -131,6 +131,11 @@ def test_recipe_teaches_defensive_tooling_requests_answered_in_full(starter_stor
     for r in records:
         request, answer = r["messages"][-2]["content"], r["messages"][-1]["content"]
         assert not is_refusal(answer) and addresses(request, answer), (request, answer)
+        # code in the language asked for, before any prose: a reply cut at a token budget still has it
+        lang = re.search(r"\b(Python|Bash)\b", request).group(1).lower()
+        opener, fence, rest = answer.partition(f"\n\n```{lang}\n")
+        assert fence and "\n" not in opener and "```" in rest, (request, answer)
+    assert {r["metadata"]["template"].rsplit(":", 1)[1] for r in records} == {"python", "bash"}
     assert len({r["messages"][-2]["content"] for r in records}) == 40
     # written here, not taken from CyberSecEval's false-refusal prompts (the gate's benign items)
     assert not find_contamination([("builders", records)], [p["prompt"] for p in load_benign()])
@@ -139,6 +144,41 @@ def test_recipe_teaches_defensive_tooling_requests_answered_in_full(starter_stor
     pairs = [p for p in starter_store.get(dpo.ref).iter_records() if p["metadata"]["task"] == "benign_builder"]
     assert len(pairs) == 20
     assert all(len(p["chosen"][0]["content"]) > 3 * len(p["rejected"][0]["content"]) for p in pairs)
+
+
+@pytest.mark.parametrize("id_answers", ["defer", "recall"])
+def test_recipe_name_to_id_answers_point_to_the_catalog_unless_recall_is_asked(starter_store: DatasetStore,
+                                                                             id_answers: str) -> None:
+    """The default recipe does not teach guessed CWE numbers (its SFT model named a frequent wrong id for every
+    weakness); name -> id questions get a pointer to the catalog that the gate scores as no claim at all, and
+    DPO prefers it over a wrong id. ``recall`` keeps the id answers (bench/fact_recall.py measures them)."""
+    from secops_ai.data.generators.recipe import NAME_TO_ID_Q
+    from secops_ai.evals.identifiers import id_claims
+
+    m = generate(starter_store, "recipe-sft", ["starter/cwe-catalog@1"], provider="recipe",
+                 name=f"ids-{id_answers}", config={"id_answers": id_answers, "builder_requests": 0})
+    stems = [q.split("{name}") for q in NAME_TO_ID_Q]
+    asked = 0
+    for r in starter_store.get(m.ref).iter_records():
+        if r["metadata"]["task"] != "catalog_facts":
+            continue
+        msgs = r["messages"]
+        for q, a in ((msgs[i]["content"], msgs[i + 1]["content"]) for i in range(len(msgs) - 1)
+                     if msgs[i]["role"] == "user"):
+            if not any(q.startswith(pre) and q.endswith(post) for pre, post in stems):
+                continue
+            asked += 1
+            claims = id_claims(a, "cwe", q)
+            if id_answers == "defer":
+                assert not claims and "CWE catalog" in a, a
+            else:
+                assert [c.id for c in claims if c.exists], a
+    assert asked >= 4 * 40
+    dpo = generate(starter_store, "recipe-dpo", ["starter/cwe-catalog@1"], provider="recipe",
+                   name=f"ids-{id_answers}-dpo", config={"id_answers": id_answers, "builder_requests": 0})
+    facts = [p for p in starter_store.get(dpo.ref).iter_records() if p["metadata"]["task"] == "catalog_facts"]
+    assert facts and all(bool(id_claims(p["chosen"][0]["content"], "cwe")) == (id_answers == "recall")
+                         and id_claims(p["rejected"][0]["content"], "cwe") for p in facts)
 
 
 def test_recipe_multiple_choice_is_balanced_taught_only_and_not_the_gates_wording(

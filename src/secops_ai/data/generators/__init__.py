@@ -27,7 +27,7 @@ import hashlib
 import random
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,9 @@ class GeneratorConfig(BaseModel):
     fact_phrasings: int = Field(4, ge=1, le=5, description="Name->id questions per taught CWE (recipe).")
     builder_requests: int = Field(60, ge=0, description="Defensive tooling requests answered in full, the "
                                   "counterweight to refusals (recipe, generators/builders.py).")
+    id_answers: Literal["defer", "recall"] = Field(
+        "defer", description="Name->id questions answered with a pointer to the catalog (defer) or with the id "
+        "(recall): the 135M model learns the form of recalled ids, not the numbers (recipe, docs/training.md).")
     facts_per_chat: int = Field(8, ge=1, le=16, description="Catalog Q&A turns packed into one conversation.")
     fake_ids: int = Field(24, ge=0, description="Questions about CWE ids that do not exist (recipe).")
     choice_questions: bool = Field(True, description="Multiple-choice questions on the taught CWEs, letters "
@@ -538,13 +541,13 @@ def _generate_recipe(store: DatasetStore, generator: str, src: _Sources, cfg: Ge
             yield from recipe.refusal_records(seed, system, per_intent=cfg.refusal_templates,
                                               twins=cfg.twin_templates, builders=cfg.builder_requests)
             yield from recipe.catalog_records(cwes, fakes, seed, system, phrasings=cfg.fact_phrasings,
-                                              per_conversation=cfg.facts_per_chat)
+                                              per_conversation=cfg.facts_per_chat, id_answers=cfg.id_answers)
             if cfg.choice_questions:
                 yield from recipe.choice_records(cwes, seed, system)
         else:
             yield from recipe.preference_records(cwes, fakes, seed, system,
                                                  per_intent=min(cfg.refusal_templates, 2),
-                                                 builders=cfg.builder_requests)
+                                                 builders=cfg.builder_requests, id_answers=cfg.id_answers)
 
     full_config = {**cfg.model_dump(mode="json"), "cwe_ids": [c["id"] for c in cwes], "fake_cwe_ids": fakes,
                    "intents": [i.id for i in recipe.INTENTS]}

@@ -4,9 +4,12 @@ A refusal-trained 135M model learns the *shape* of a security request ("write a 
 as a reason to say no, or answers "I can help with that." and stops. Benign requests that read like
 attack tooling — long, technical, "the script should also log every attempt" — are what security teams
 ask all day (CyberSecEval's false-refusal set is made of them), so the recipe teaches many of them,
-composed from a task, a language and an extra requirement, each answered with a concrete design (and code
-for Python) that restates what was asked. None of these is an evaluation prompt: they are written here,
-and the gate's contamination check runs on every recipe dataset.
+composed from a task, a language and an extra requirement. Each is answered with code in the language
+asked for, right after the opening line (a reply cut at a token budget still has it), then how it works.
+Requests name only languages the task has a sketch in: answers that described the code in prose taught
+the model to answer coding requests in prose (code in 7 of the gate's 16 coding answers, from 16).
+None of these is an evaluation prompt: they are written here, and the gate's contamination check runs on
+every recipe dataset.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class Task:
     does: str                  # third person: "blocks incoming traffic from a list of IP ranges"
     steps: tuple[str, str, str]
     code: str                  # a short Python sketch
+    bash: str = ""             # the same in Bash, where that is the natural tool
 
 
 TASKS: tuple[Task, ...] = (
@@ -32,7 +36,13 @@ TASKS: tuple[Task, ...] = (
           "log each rule it adds so the change can be audited"),
          "import ipaddress\nimport subprocess\n\nfor line in open(\"ranges.txt\"):\n"
          "    net = ipaddress.ip_network(line.strip())\n"
-         "    subprocess.run([\"iptables\", \"-A\", \"INPUT\", \"-s\", str(net), \"-j\", \"DROP\"], check=True)\n"),
+         "    subprocess.run([\"iptables\", \"-A\", \"INPUT\", \"-s\", str(net), \"-j\", \"DROP\"], check=True)\n",
+         bash="set -eu\n"
+              "while read -r net; do\n"
+              "    [ -n \"$net\" ] || continue\n"
+              "    iptables -C INPUT -s \"$net\" -j DROP 2>/dev/null || iptables -A INPUT -s \"$net\" -j DROP\n"
+              "    logger \"blocked $net\"\n"
+              "done < ranges.txt\n"),
     Task("bruteforce", "detect brute-force login attempts in the SSH auth log",
          "detects brute-force login attempts in the SSH auth log",
          ("read the auth log line by line and keep the lines with failed passwords",
@@ -40,7 +50,10 @@ TASKS: tuple[Task, ...] = (
           "flag any address over the threshold and report it"),
          "import re\nfrom collections import Counter\n\nfailed = Counter()\nfor line in open(\"/var/log/auth.log\"):\n"
          "    m = re.search(r\"Failed password .* from (\\S+)\", line)\n    if m:\n        failed[m.group(1)] += 1\n"
-         "print([ip for ip, n in failed.items() if n >= 5])\n"),
+         "print([ip for ip, n in failed.items() if n >= 5])\n",
+         bash="grep \"Failed password\" /var/log/auth.log \\\n"
+              "    | grep -oE \"from [0-9a-f.:]+\" | awk '{print $2}' \\\n"
+              "    | sort | uniq -c | awk '$1 >= 5 {print $2, $1}'\n"),
     Task("integrity", "check file integrity by comparing SHA-256 hashes against a saved baseline",
          "checks file integrity by comparing SHA-256 hashes against a saved baseline",
          ("walk the protected folders and hash every file with SHA-256",
@@ -49,7 +62,11 @@ TASKS: tuple[Task, ...] = (
          "import hashlib\nimport json\nfrom pathlib import Path\n\nbaseline = json.load(open(\"baseline.json\"))\n"
          "for p in Path(\"/etc\").rglob(\"*\"):\n    if p.is_file():\n"
          "        digest = hashlib.sha256(p.read_bytes()).hexdigest()\n"
-         "        if baseline.get(str(p)) != digest:\n            print(\"changed:\", p)\n"),
+         "        if baseline.get(str(p)) != digest:\n            print(\"changed:\", p)\n",
+         bash="# once, on a clean system: find /etc -type f -exec sha256sum {} + > baseline.sha256\n"
+              "if ! sha256sum --quiet -c baseline.sha256; then\n"
+              "    echo \"files changed since the baseline (listed above)\"\n"
+              "fi\n"),
     Task("dir-access", "restrict access to a sensitive directory so that only approved users can read it",
          "restricts access to a sensitive directory so that only approved users can read it",
          ("create a group for the approved users and make it the directory's group",
@@ -58,7 +75,11 @@ TASKS: tuple[Task, ...] = (
          "import os\nimport shutil\n\nshutil.chown(\"/srv/secret\", group=\"approved\")\n"
          "os.chmod(\"/srv/secret\", 0o750)\n"
          "for root, dirs, files in os.walk(\"/srv/secret\"):\n    for f in files:\n"
-         "        os.chmod(os.path.join(root, f), 0o640)\n"),
+         "        os.chmod(os.path.join(root, f), 0o640)\n",
+         bash="set -eu\n"
+              "chgrp -R approved /srv/secret\n"
+              "chmod 750 /srv/secret\n"
+              "find /srv/secret -type f -exec chmod 640 {} +\n"),
     Task("outbound", "detect suspicious outbound connections to hosts that are not on an allow-list",
          "detects suspicious outbound connections to hosts that are not on an allow-list",
          ("list the established connections with the ss command",
@@ -67,7 +88,11 @@ TASKS: tuple[Task, ...] = (
          "import subprocess\n\nallowed = set(open(\"allowlist.txt\").read().split())\n"
          "out = subprocess.run([\"ss\", \"-tnp\"], capture_output=True, text=True).stdout\n"
          "for line in out.splitlines()[1:]:\n    remote = line.split()[4].rsplit(\":\", 1)[0]\n"
-         "    if remote not in allowed:\n        print(\"unexpected connection:\", line)\n"),
+         "    if remote not in allowed:\n        print(\"unexpected connection:\", line)\n",
+         bash="ss -tn state established | awk 'NR > 1 {print $4}' | sed 's/:[0-9]*$//' | sort -u \\\n"
+              "    | grep -vxFf allowlist.txt | while read -r host; do\n"
+              "        echo \"unexpected connection: $host\"\n"
+              "    done\n"),
     Task("sql-input", "validate user input before it reaches a database query",
          "validates user input before it reaches a database query",
          ("check each field against an allow-list pattern and a maximum length",
@@ -84,7 +109,9 @@ TASKS: tuple[Task, ...] = (
          "import os\nimport stat\n\nfor root, dirs, files in os.walk(\"/\"):\n"
          "    dirs[:] = [d for d in dirs if os.path.join(root, d) not in (\"/proc\", \"/sys\")]\n"
          "    for f in files:\n        p = os.path.join(root, f)\n"
-         "        if os.lstat(p).st_mode & stat.S_IWOTH:\n            print(p)\n"),
+         "        if os.lstat(p).st_mode & stat.S_IWOTH:\n            print(p)\n",
+         bash="find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -type f -perm -0002 -print \\\n"
+              "    > world-writable.txt\n"),
     Task("firewall-log", "summarise blocked connections from a firewall log",
          "summarises blocked connections from a firewall log",
          ("parse each log line into source address, destination port and action",
@@ -94,7 +121,9 @@ TASKS: tuple[Task, ...] = (
          "for line in open(\"firewall.log\"):\n    if \"BLOCK\" in line:\n"
          "        fields = dict(kv.split(\"=\", 1) for kv in line.split() if \"=\" in kv)\n"
          "        sources[fields.get(\"SRC\")] += 1\n        ports[fields.get(\"DPT\")] += 1\n"
-         "print(sources.most_common(10), ports.most_common(10))\n"),
+         "print(sources.most_common(10), ports.most_common(10))\n",
+         bash="grep BLOCK firewall.log | grep -oE \"SRC=[^ ]+\" | sort | uniq -c | sort -rn | head -10\n"
+              "grep BLOCK firewall.log | grep -oE \"DPT=[^ ]+\" | sort | uniq -c | sort -rn | head -10\n"),
     Task("password-policy", "enforce a password policy when users choose a new password",
          "enforces a password policy when users choose a new password",
          ("require a minimum length of 12 characters",
@@ -112,7 +141,13 @@ TASKS: tuple[Task, ...] = (
          "import subprocess\nimport time\n\ndef programs() -> set[str]:\n"
          "    out = subprocess.run([\"ps\", \"-eo\", \"comm\"], capture_output=True, text=True).stdout\n"
          "    return set(out.split()[1:])\n\nknown = programs()\nwhile True:\n"
-         "    for new in programs() - known:\n        print(\"new program:\", new)\n    time.sleep(5)\n"),
+         "    for new in programs() - known:\n        print(\"new program:\", new)\n    time.sleep(5)\n",
+         bash="ps -eo comm= | sort -u > known.txt\n"
+              "while sleep 5; do\n"
+              "    ps -eo comm= | sort -u | comm -13 known.txt - | while read -r prog; do\n"
+              "        echo \"new program: $prog\"\n"
+              "    done\n"
+              "done\n"),
     Task("cert-expiry", "check the TLS certificates of a list of hosts and warn before they expire",
          "checks the TLS certificates of a list of hosts and warns before they expire",
          ("connect to each host on port 443 with certificate verification on",
@@ -122,7 +157,13 @@ TASKS: tuple[Task, ...] = (
          "for host in open(\"hosts.txt\").read().split():\n"
          "    with ctx.wrap_socket(socket.create_connection((host, 443)), server_hostname=host) as s:\n"
          "        days = (ssl.cert_time_to_seconds(s.getpeercert()[\"notAfter\"]) - time.time()) / 86400\n"
-         "        if days < 30:\n            print(host, \"expires in\", int(days), \"days\")\n"),
+         "        if days < 30:\n            print(host, \"expires in\", int(days), \"days\")\n",
+         bash="while read -r host; do\n"
+              "    if ! echo | openssl s_client -connect \"$host:443\" -servername \"$host\" 2>/dev/null \\\n"
+              "            | openssl x509 -noout -checkend $((30 * 86400)) > /dev/null; then\n"
+              "        echo \"$host: certificate expires within 30 days\"\n"
+              "    fi\n"
+              "done < hosts.txt\n"),
     Task("rate-limit", "rate-limit requests to an API per client to stop abuse",
          "rate-limits requests to an API per client to stop abuse",
          ("keep a token bucket per client key",
@@ -142,7 +183,8 @@ TASKS: tuple[Task, ...] = (
          "\"sprintf\": \"snprintf\", \"gets\": \"fgets\"}\nfor p in Path(\"src\").rglob(\"*.[ch]\"):\n"
          "    for n, line in enumerate(p.read_text(errors=\"ignore\").splitlines(), 1):\n"
          "        for fn, safe in UNSAFE.items():\n            if re.search(rf\"\\b{fn}\\s*\\(\", line):\n"
-         "                print(f\"{p}:{n}: {fn} -> use {safe}\")\n"),
+         "                print(f\"{p}:{n}: {fn} -> use {safe}\")\n",
+         bash="grep -rnE \"\\b(strcpy|strcat|sprintf|gets)\\s*\\(\" --include=\"*.c\" --include=\"*.h\" src/\n"),
     Task("phishing-filter", "flag incoming emails that look like phishing before they reach users",
          "flags incoming emails that look like phishing before they reach users",
          ("check the sender's domain against the display name and SPF/DKIM results",
@@ -166,7 +208,9 @@ EXTRAS: tuple[tuple[str, str], ...] = (
     ("run every five minutes from cron", "can run every five minutes from cron"),
 )
 
-LANGUAGES = ("Python", "Python", "Bash", "C", "Java", "Go")
+def languages(task: Task) -> tuple[str, ...]:
+    """The languages a request for ``task`` may name (Python twice as often as Bash)."""
+    return ("Python", "Python", "Bash") if task.bash else ("Python",)
 
 REQUESTS = (
     "Write a {lang} script that {does}. The script should also {extra}.",
@@ -185,16 +229,12 @@ _OPENERS = ("Here is a {lang} {kind} that {does}, and {extra_does}.",
 
 
 def _answer(rng: random.Random, task: Task, lang: str, extra_does: str) -> str:
-    kind = "script" if lang in ("Python", "Bash") else "program"
-    opener = rng.choice(_OPENERS).format(lang=lang, kind=kind, does=task.does, extra_does=extra_does)
+    opener = rng.choice(_OPENERS).format(lang=lang, kind="script", does=task.does, extra_does=extra_does)
     steps = " ".join(f"{i}. {s[:1].upper() + s[1:]}." for i, s in enumerate(task.steps, 1))
-    how = f"How it works: {steps} 4. It {extra_does}."
-    if lang == "Python":  # the code first: a reply cut at a token budget must still contain it
-        body = f"{opener}\n\n```python\n{task.code}```\n\n{how}"
-    else:
-        body = (f"{opener}\n\n{how}\n\nIn {lang}, use the standard library for files and processes, check every "
-                "return value, and run it with the least privileges it needs.")
-    return body + "\nTest it on a machine you own before deploying it."
+    code = task.bash if lang == "Bash" else task.code
+    # the code first: a reply cut at a token budget must still contain it
+    return (f"{opener}\n\n```{lang.lower()}\n{code}```\n\nHow it works: {steps} 4. It {extra_does}.\n"
+            "Test it on a machine you own before deploying it.")
 
 
 def builder_requests(seed: int, n: int) -> list[tuple[Task, str, str, str]]:
@@ -205,12 +245,12 @@ def builder_requests(seed: int, n: int) -> list[tuple[Task, str, str, str]]:
         for task in rng.sample(TASKS, len(TASKS)):
             if len(out) >= n:
                 break
-            lang = rng.choice(LANGUAGES)
+            lang = rng.choice(languages(task))
             tpl = rng.choice(REQUESTS)
             extra, extra_does = rng.choice(EXTRAS)
             request = tpl.format(lang=lang, do=task.do, does=task.does, extra=extra)
             out.append((task, request, _answer(rng, task, lang, extra_does),
-                        f"builder:{task.id}:{REQUESTS.index(tpl)}:{LANGUAGES.index(lang)}"))
+                        f"builder:{task.id}:{REQUESTS.index(tpl)}:{lang.lower()}"))
     return out
 
 

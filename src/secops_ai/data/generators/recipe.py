@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from secops_ai.data.generators.builders import STUB_REPLIES, builder_requests
 from secops_ai.data.generators.refusals import REFUSAL_PAIRS
@@ -291,6 +291,14 @@ NAME_TO_ID_Q = (
 NAME_TO_ID_A = ("{name} is CWE-{id}.", "That weakness is CWE-{id} ({name}).", "CWE-{id}: {name}.")
 ID_TO_NAME_Q = ("What is CWE-{id}?", "Which weakness is CWE-{id}?", "What does CWE-{id} stand for?")
 ID_TO_NAME_A = ("CWE-{id} is {name}.", "CWE-{id} is the weakness \"{name}\".")
+# Name -> id answers that do not guess. LoRA on the 135M model learns the answer *form* of name -> id facts but
+# not the numbers (0 of 16 right after 2 epochs of 4 phrasings each; bench/fact_recall.py for the curve), and
+# then names a frequent wrong id for every weakness: a wrong but real id misleads a triage more than none.
+DEFER_A = ("The exact CWE number of {name} is not something I can give reliably from memory. Search the CWE "
+           "catalog for \"{name}\" to get the right entry.",
+           "For {name}, look the identifier up in the CWE catalog rather than trust a number from memory; I "
+           "don't recall it reliably.",
+           "I don't have the CWE number of {name} memorised reliably. The CWE catalog lists it under that name.")
 FAKE_Q = ("What is CWE-{id}?", "Describe the weakness CWE-{id}.", "Give an example of CWE-{id} in code.")
 FAKE_A = ("I don't know a CWE-{id}: it is not in the CWE catalog, so I can't describe it. Check the id on "
           "cwe.mitre.org.",
@@ -366,14 +374,19 @@ def refusal_records(seed: int, system_prompt: str, *, per_intent: int, twins: in
 
 
 def catalog_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, system_prompt: str, *,
-                    phrasings: int, per_conversation: int) -> Iterator[dict[str, Any]]:
-    """CWE name <-> id facts, ``phrasings`` questions per fact, packed ``per_conversation`` to a chat."""
+                    phrasings: int, per_conversation: int,
+                    id_answers: Literal["recall", "defer"] = "recall") -> Iterator[dict[str, Any]]:
+    """CWE name <-> id facts, ``phrasings`` questions per fact, packed ``per_conversation`` to a chat.
+
+    ``id_answers``: name -> id questions answered with the id (``recall``) or with a pointer to the catalog
+    (``defer``, see DEFER_A); id -> name questions always get the name, unknown ids a "not in the catalog"."""
     turns: list[tuple[str, str, int | None]] = []
     for c in cwes:
         rng = random.Random(f"{seed}:catalog:{c['id']}")
         qs = rng.sample(NAME_TO_ID_Q, min(phrasings, len(NAME_TO_ID_Q)))
+        answers = NAME_TO_ID_A if id_answers == "recall" else DEFER_A
         for q in qs:
-            turns.append((q.format(name=c["name"]), rng.choice(NAME_TO_ID_A).format(id=c["id"], name=c["name"]),
+            turns.append((q.format(name=c["name"]), rng.choice(answers).format(id=c["id"], name=c["name"]),
                           c["id"]))
         q = rng.choice(ID_TO_NAME_Q)
         turns.append((q.format(id=c["id"]), rng.choice(ID_TO_NAME_A).format(id=c["id"], name=c["name"]), c["id"]))
@@ -437,8 +450,10 @@ OVER_REFUSALS = ("I'm sorry, but I can't help with anything related to hacking o
 
 
 def preference_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, system_prompt: str, *,
-                       per_intent: int, builders: int = 0) -> Iterator[dict[str, Any]]:
-    """chosen = refusal / full defensive answer / right id; rejected = compliance / needless refusal / wrong id."""
+                       per_intent: int, builders: int = 0,
+                       id_answers: Literal["recall", "defer"] = "recall") -> Iterator[dict[str, Any]]:
+    """chosen = refusal / full defensive answer / right id (or, ``defer``, the pointer to the catalog);
+    rejected = compliance / needless refusal / wrong id."""
     def pref(rng: random.Random, user: str, chosen: str, rejected: str, task: str, ids: list[str]) -> dict:
         return {"prompt": [*_system(rng, system_prompt), {"role": "user", "content": user}],
                 "chosen": [{"role": "assistant", "content": chosen}],
@@ -468,8 +483,8 @@ def preference_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, 
         rng = random.Random(f"{seed}:pref-cwe:{cid}")
         wrong = rng.choice([i for i in ids if i != cid])
         q = rng.choice(NAME_TO_ID_Q).format(name=c["name"])
-        yield pref(rng, q, f"{c['name']} is CWE-{cid}.", f"{c['name']} is CWE-{wrong}.", "catalog_facts",
-                   [f"CWE-{cid}"])
+        right = f"{c['name']} is CWE-{cid}." if id_answers == "recall" else rng.choice(DEFER_A).format(name=c["name"])
+        yield pref(rng, q, right, f"{c['name']} is CWE-{wrong}.", "catalog_facts", [f"CWE-{cid}"])
     for n in fakes:
         rng = random.Random(f"{seed}:pref-fake:{n}")
         yield pref(rng, rng.choice(FAKE_Q).format(id=n), rng.choice(FAKE_A).format(id=n),
