@@ -137,6 +137,23 @@ def test_task_accuracy_questions_and_answer_parsing() -> None:
     assert parse_choice("I think it is D, because...") == "D" and parse_choice("no idea") is None
 
 
+def test_task_accuracy_reports_a_word_overlap_baseline_next_to_chance() -> None:
+    """The items echo the catalog: matching words between question and options answers most of them, and the
+    report says so, so 0.35 reads as "does not use the text", not "knows a little"."""
+    from secops_ai.evals.suites.task_accuracy import word_overlap_choice
+
+    cfg = SuiteConfig(samples=60)
+    items = SUITES["task_accuracy"].build(cfg, seed=1234)  # the default gate's items
+    hits = [word_overlap_choice(it.prompt) == it.expected for it in items]
+    assert sum(hits) / len(hits) > 0.8
+    _, _, notes = SUITES["task_accuracy"].score(items, ["A)"] * len(items), cfg, CTX)
+    assert notes == [f"chance is 0.25; picking the option with the most words in common with the question scores "
+                     f"{sum(hits) / len(hits):.2f} on these 60 items"]
+    q = "Which weakness does this describe?\n\"Input is copied into a buffer without checking its size.\"\n\n" \
+        "A) Use After Free\nB) Buffer Copy without Checking Size of Input\nC) Missing Authorization\nD) Open Redirect"
+    assert word_overlap_choice(q) == "B" and word_overlap_choice("no options here") is None
+
+
 def test_samples_are_fixed_by_the_seed() -> None:
     for name, suite in SUITES.items():
         cfg = SuiteConfig(samples=5, options={"benign_samples": 2} if name == "policy" else {})

@@ -6,6 +6,12 @@
 
 Options are shuffled with the seed; the reply's first standalone letter A-D (or "answer: X") is the answer.
 Metrics: ``accuracy`` over both, and each task's accuracy. Chance is 0.25.
+
+A note gives a second reference point besides chance: the accuracy of picking the option that shares the most
+content words with the question (:func:`word_overlap_choice`). On the default gate's items that baseline
+scores about 0.9 (the catalog's names and mitigations echo its descriptions), so these items measure whether
+a model reads the options against the question more than what it knows; a model far below the baseline does
+not use the text it was given.
 """
 
 from __future__ import annotations
@@ -31,6 +37,26 @@ def parse_choice(reply: str) -> str | None:
         return next(g for g in m.groups() if g).upper()
     m = _LETTER.search(reply)
     return m.group(1) if m else None
+
+
+_STOP = frozenset({"the", "a", "an", "of", "or", "and", "to", "in", "is", "by", "for", "with", "that", "this", "it",
+                   "be", "as", "on", "not", "are", "from", "its", "can", "which", "does", "describe", "weakness",
+                   "product"})
+
+
+def _stems(text: str) -> set[str]:
+    return {w[:5] for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOP}
+
+
+def word_overlap_choice(question: str) -> str | None:
+    """The letter whose option shares the largest part of its words (5-letter stems) with the question's stem."""
+    stem, _, rest = question.partition("\n\n")
+    options = {m.group(1): m.group(2) for m in re.finditer(r"^([ABCD])\) (.*)$", rest, re.MULTILINE)}
+    if not options:
+        return None
+    words = _stems(stem)
+    return max(options, key=lambda k: (len(_stems(options[k]) & words) / max(1, len(_stems(options[k]))),
+                                       -LETTERS.index(k)))
 
 
 def _question(stem: str, options: list[str]) -> str:
@@ -90,4 +116,6 @@ class TaskAccuracySuite:
 
         metrics = {"accuracy": acc(None), "cwe_classification_accuracy": acc("cwe_classification"),
                    "remediation_accuracy": acc("remediation")}
-        return metrics, records, []
+        overlap = rate([word_overlap_choice(it.prompt) == it.expected for it in items])
+        return metrics, records, [f"chance is 0.25; picking the option with the most words in common with the "
+                                  f"question scores {overlap:.2f} on these {len(items)} items"]
