@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--points", default="8x16,24x8,75x4", help="k x epochs, comma-separated")
     parser.add_argument("--phrasings", type=int, default=4)
     parser.add_argument("--per-chat", type=int, default=8,
-                        help="facts packed into one conversation (the recipe's 8; 1 = one optimizer example each)")
+                        help="facts per conversation (the recipe's 8, packed; 1 = one fact per training row, unpacked)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("SECOPS_HOME", tempfile.mkdtemp(prefix="secops-fact-recall-"))
@@ -68,8 +68,9 @@ def main() -> None:
         manifest = store.create("facts", f"k{k}-e{epochs}-c{args.per_chat}", "chat", records)
         ref = manifest.ref
         config = RunConfig.from_yaml(ROOT / "configs" / "sft_smollm2_recipe.yaml",
-                                     [f"dataset={manifest.ref}",
-                                      f"num_train_epochs={epochs}"])
+                                     [f"dataset={manifest.ref}", f"num_train_epochs={epochs}",
+                                      # one fact per example means one per row: packing would fold them back
+                                      f"packing={'false' if args.per_chat == 1 else 'true'}"])
         start = time.perf_counter()
         result = train(config, settings, run_id=f"facts-k{k}-e{epochs}-c{args.per_chat}", progress=False)
         minutes = (time.perf_counter() - start) / 60

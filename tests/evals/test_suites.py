@@ -137,6 +137,26 @@ def test_task_accuracy_questions_and_answer_parsing() -> None:
     assert parse_choice("I think it is D, because...") == "D" and parse_choice("no idea") is None
 
 
+@pytest.mark.parametrize("samples", [60, 40, 16])
+def test_task_accuracy_keys_are_balanced_so_a_constant_answer_scores_chance(samples: int) -> None:
+    """Items v1 had 21 A keys in 60, so a model answering "A)" to everything scored 0.35 and looked better than
+    chance; now every letter is the key of a quarter of the items, and the gate's fingerprint says v2."""
+    from secops_ai.evals.gate import load_gate
+
+    cfg = SuiteConfig(samples=samples)
+    items = SUITES["task_accuracy"].build(cfg, seed=1234)
+    for letter in "ABCD":
+        metrics, _, _ = SUITES["task_accuracy"].score(items, [f"{letter})"] * len(items), cfg, CTX)
+        assert metrics["accuracy"] == 0.25, (letter, metrics)
+    gate, _ = load_gate("default")
+    before = gate.fingerprint()
+    SUITES["task_accuracy"].items_version = 1  # what the fingerprint was before balanced keys
+    try:
+        assert gate.fingerprint() != before
+    finally:
+        SUITES["task_accuracy"].items_version = 2
+
+
 def test_task_accuracy_reports_a_word_overlap_baseline_next_to_chance() -> None:
     """The items echo the catalog: matching words between question and options answers most of them, and the
     report says so, so 0.35 reads as "does not use the text", not "knows a little"."""

@@ -76,9 +76,13 @@ class GateConfig(BaseModel):
         return self.max_regression if own is None else own
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the measurements (not the thresholds): samples, seeds, lengths."""
+        """Hash of everything that changes the measurements (not the thresholds): samples, seeds, lengths, and
+        each suite's ``items_version`` (bumped when a suite builds different items from the same config)."""
         measured = {"seed": self.seed, "suites": {k: {"samples": v.samples, "max_new_tokens": v.max_new_tokens,
                                                       "options": v.options} for k, v in sorted(self.suites.items())}}
+        versions = {k: v for k in sorted(self.suites) if (v := getattr(SUITES[k], "items_version", 1)) > 1}
+        if versions:  # absent for version 1, so results measured before versions existed stay valid
+            measured["items_versions"] = versions
         return hashlib.sha256(json.dumps(measured, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -4,8 +4,11 @@
 - ``remediation``: a weakness's name; pick the mitigation the catalog lists for it among four (the three
   distractors are mitigations of unrelated weaknesses).
 
-Options are shuffled with the seed; the reply's first standalone letter A-D (or "answer: X") is the answer.
-Metrics: ``accuracy`` over both, and each task's accuracy. Chance is 0.25.
+Options are shuffled with the seed, and the right letter is balanced: within each task every letter is the key
+of a quarter of the items (give or take one), so a model that always answers the same letter scores chance,
+0.25, not the share of that letter among the keys (items v1 had 21 A keys in 60: "always A" scored 0.35).
+The reply's first standalone letter A-D (or "answer: X") is the answer. Metrics: ``accuracy`` over both, and
+each task's accuracy.
 
 A note gives a second reference point besides chance: the accuracy of picking the option that shares the most
 content words with the question (:func:`word_overlap_choice`). On the default gate's items that baseline
@@ -71,6 +74,7 @@ def _strip_phase(mitigation: str) -> str:
 
 class TaskAccuracySuite:
     name = "task_accuracy"
+    items_version = 2  # v2: balanced answer letters (the gate fingerprint changes, cached results are redone)
     description = "Multiple choice on held-out CWE weaknesses: classification and remediation."
     metrics = ("accuracy", "cwe_classification_accuracy", "remediation_accuracy")
 
@@ -78,6 +82,12 @@ class TaskAccuracySuite:
         pool = held_out_cwes()
         n_cls = (cfg.samples + 1) // 2
         picked = fixed_sample(pool, cfg.samples, seed, lambda c: c.id)
+        # the key's position per item: each letter equally often within each task, in a seeded order
+        keys: list[int] = []
+        for task, n, first in (("cls", n_cls, 0), ("rem", len(picked) - n_cls, n_cls % 4)):
+            slots = [(first + j) % 4 for j in range(n)]  # the second task continues the cycle: totals balance too
+            random.Random(f"task-accuracy-keys:{seed}:{task}").shuffle(slots)
+            keys += slots
         items: list[EvalItem] = []
         for i, cwe in enumerate(picked):
             rng = random.Random(f"task-accuracy:{seed}:{cwe.id}")
@@ -92,10 +102,10 @@ class TaskAccuracySuite:
                     clip(_strip_phase(rng.choice(d.mitigations)), 220) for d in distractors]
                 stem = f"Which mitigation addresses the weakness '{cwe.name}'?"
                 task = "remediation"
-            order = list(range(4))
-            rng.shuffle(order)
-            shuffled = [options[j] for j in order]
-            answer = LETTERS[order.index(0)]
+            wrong = options[1:]
+            rng.shuffle(wrong)
+            shuffled = [*wrong[:keys[i]], options[0], *wrong[keys[i]:]]
+            answer = LETTERS[keys[i]]
             items.append(EvalItem(f"{task}-{cwe.id}", user(_question(stem, shuffled)), expected=answer,
                                   meta={"task": task, "cwe": f"CWE-{cwe.id}"}))
         return items
