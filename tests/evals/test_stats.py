@@ -94,6 +94,34 @@ def test_eval_diff_shows_paired_tests_and_changed_items(workspace: Workspace) ->
     assert Path(workspace.models / "builtin" / "a" / "evals.json").is_file()
 
 
+def test_eval_diff_finds_a_reference_measured_under_the_other_models_gate(workspace: Workspace) -> None:
+    """Base's evals.json is from an older gate, but a later candidate run measured base again as its reference
+    (a cache file under the new fingerprint): the diff uses that one instead of refusing."""
+    from secops_ai.cli.main import app
+    from secops_ai.evals.runner import SCORING_VERSION
+
+    def stored(folder: Path, refused: list[bool], fingerprint: str) -> dict:
+        ev = _eval(folder.name, refused) | {"fingerprint": fingerprint}
+        return {"target": folder.name, "gate_path": "g", "candidate": ev,
+                "verdict": {"passed": False, "gate": "default", "gate_version": 2, "fingerprint": fingerprint}}
+
+    new, old = "9e89c37ab0ada617", "c2aa3b78aa119bbd"
+    cand = workspace.models / "builtin" / "cand"
+    cand.mkdir(parents=True)
+    (cand / "evals.json").write_text(json.dumps(stored(cand, [True] * 8 + [False] * 52, new)))
+    base = workspace.storage / "evals" / "base" / "tiny"
+    (base / "evals").mkdir(parents=True)
+    (base / "evals.json").write_text(json.dumps(stored(base, [False] * 60, old)))
+    stale = CliRunner().invoke(app, ["eval", "diff", "builtin/cand", "base/tiny"])
+    assert stale.exit_code == 1 and "different gate settings" in stale.output
+    ref = stored(base, [False] * 60, new)["candidate"]
+    (base / "evals" / f"{new}-s{SCORING_VERSION}-abcd1234-llamacpp-q4_1.json").write_text(json.dumps(ref))
+    result = CliRunner().invoke(app, ["eval", "diff", "builtin/cand", "base/tiny", "--json"])
+    assert result.exit_code == 0, result.output
+    [test] = json.loads(result.output)["tests"]
+    assert (test["better"], test["worse"]) == (8, 0)
+
+
 def test_progress_is_reported_per_suite_with_its_own_total() -> None:
     from secops_ai.evals.gate import load_gate
     from secops_ai.evals.runner import evaluate_model

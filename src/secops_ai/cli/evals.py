@@ -174,7 +174,7 @@ def diff(
 ) -> None:
     from secops_ai.config import get_settings
     from secops_ai.evals.compare import item_diffs, paired_tests, suite_outcomes
-    from secops_ai.evals.runner import load_results
+    from secops_ai.evals.runner import load_measured, load_results
 
     settings = get_settings()
     loaded = []
@@ -185,6 +185,12 @@ def diff(
             fail(f"no evaluation results for {spec!r}; run `secops-ai eval run {spec}` first")
         loaded.append(report.candidate)
     ea, eb = loaded
+    if ea.fingerprint != eb.fingerprint:  # B (or A) may have been measured as a reference under the other's gate
+        (pa, _, ra), (pb, _, rb) = a.partition("/"), b.partition("/")
+        if (other := load_measured(settings, pb, rb, ea.fingerprint)) is not None:
+            eb = other
+        elif (other := load_measured(settings, pa, ra, eb.fingerprint)) is not None:
+            ea = other
     if ea.fingerprint != eb.fingerprint:
         fail(f"{a} and {b} were measured with different gate settings ({ea.gate} {ea.fingerprint} vs "
              f"{eb.gate} {eb.fingerprint}); re-run both with the same gate")

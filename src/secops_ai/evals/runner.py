@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,17 +294,32 @@ def write_results(settings: Settings, target: Target, report: GateReport) -> Non
     Registry(settings).record_gate_result(target.name, report.verdict.passed, report.verdict.summary())
 
 
+def _results_dir(settings: Settings, provider: str, run_id: str) -> Path | None:
+    if ".." in (provider, run_id) or "/" in provider or "/" in run_id or not provider or not run_id:
+        return None
+    ws = settings.workspace
+    return ws.storage / "evals" / BASE / run_id if provider == BASE else ws.models / provider / run_id
+
+
 def load_results(settings: Settings, provider: str, run_id: str) -> GateReport | None:
     """The stored ``evals.json`` of ``<provider>/<run-id>`` (``base/<name>`` for the base model), or None."""
-    ws = settings.workspace
-    if provider == BASE:
-        path = ws.storage / "evals" / BASE / run_id / EVALS_FILE
-    else:
-        path = ws.models / provider / run_id / EVALS_FILE
-    if ".." in (provider, run_id) or "/" in provider or "/" in run_id or not path.is_file():
-        return None
     from secops_ai.config.confine import is_inside
 
-    if not is_inside(path, ws.root):  # a planted link out of SECOPS_HOME is not a result
-        return None
+    folder = _results_dir(settings, provider, run_id)
+    path = folder / EVALS_FILE if folder else None
+    if path is None or not path.is_file() or not is_inside(path, settings.workspace.root):
+        return None  # a planted link out of SECOPS_HOME is not a result
     return GateReport.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def load_measured(settings: Settings, provider: str, run_id: str, fingerprint: str) -> ModelEval | None:
+    """``<provider>/<run-id>``'s cached measurement under the gate settings ``fingerprint`` (a reference model
+    measured for another model's gate run has no ``evals.json`` of its own), or None; the newest if several."""
+    from secops_ai.config.confine import is_inside
+
+    folder = _results_dir(settings, provider, run_id)
+    if folder is None or not re.fullmatch(r"[0-9a-f]{16}", fingerprint) or not (folder / "evals").is_dir():
+        return None
+    found = sorted((p for p in (folder / "evals").glob(f"{fingerprint}-s{SCORING_VERSION}-*.json")
+                    if p.is_file() and is_inside(p, settings.workspace.root)), key=lambda p: p.stat().st_mtime)
+    return ModelEval.model_validate_json(found[-1].read_text(encoding="utf-8")) if found else None
