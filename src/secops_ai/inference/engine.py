@@ -58,9 +58,9 @@ class GenRequest:
     # engine that does not ignores it and applies ``logits_processor``.
     json_schema: dict[str, Any] | None = None
     # Reproducible rows (evolve's generator): the caller sends them one at a time to an engine whose batches are
-    # not reproducible (llama.cpp), which then decodes each from a clean state, so its tokens are a pure function
-    # of prompt and params. ``reuse_prompt``: the previous reproducible row had this same prompt, and its cached
-    # state may be reused (deterministic, and it saves N-1 prompt passes for N samples of one prompt).
+    # not reproducible (llama.cpp), which then decodes each from a clean state, so its tokens depend on nothing
+    # but prompt, params and ``reuse_prompt``: the previous reproducible row (same caller, same adapter) had this
+    # very prompt, and its cached pass may be reused (deterministic; saves N-1 prompt passes for N samples).
     reproducible: bool = False
     reuse_prompt: bool = False
     cancelled: threading.Event = field(default_factory=threading.Event)
