@@ -30,7 +30,7 @@ HELD_OUT_QUESTION = "Which CWE number corresponds to {name}?"  # not among recip
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--points", default="8x16,24x8,75x4", help="k x epochs, comma-separated")
+    parser.add_argument("--points", default="8x16,24x12,75x4", help="k x epochs, comma-separated")
     parser.add_argument("--phrasings", type=int, default=4)
     parser.add_argument("--per-chat", type=int, default=8,
                         help="facts per conversation (the recipe's 8, packed; 1 = one fact per training row, unpacked)")
@@ -66,7 +66,6 @@ def main() -> None:
         records = list(recipe.catalog_records(taught, [], seed=0, system_prompt=DEFAULT_SYSTEM_PROMPT,
                                               phrasings=args.phrasings, per_conversation=args.per_chat))
         manifest = store.create("facts", f"k{k}-e{epochs}-c{args.per_chat}", "chat", records)
-        ref = manifest.ref
         config = RunConfig.from_yaml(ROOT / "configs" / "sft_smollm2_recipe.yaml",
                                      [f"dataset={manifest.ref}", f"num_train_epochs={epochs}",
                                       # one fact per example means one per row: packing would fold them back
@@ -100,10 +99,10 @@ def main() -> None:
             named = ask(HELD_OUT_QUESTION.format(name=c["name"]))
             right += f"CWE-{c['id']}" in named
             other += bool(named) and f"CWE-{c['id']}" not in named
-        steps = result.metrics.get("global_step") or result.metrics.get("train_steps")
+        steps = result.metrics.get("global_step")
         rows.append((k, epochs, len(records), steps, minutes, seen / k, right / k, other / k))
-        print(f"{ref}: {len(records)} chats, {minutes:.1f} min, recall {seen}/{k} as trained, {right}/{k} in a new "
-              f"phrasing (other real id {other}/{k})", flush=True)
+        print(f"{manifest.ref}: {len(records)} chats, {minutes:.1f} min, recall {seen}/{k} as trained, {right}/{k} "
+              f"in a new phrasing (other real id {other}/{k})", flush=True)
     print(f"\n{args.per_chat} facts per conversation")
     print("| facts (k) | epochs | chats | optimizer steps | train min | recall, trained phrasing "
           "| recall, new phrasing | other real id (new phrasing) |")

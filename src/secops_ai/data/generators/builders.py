@@ -223,13 +223,13 @@ REQUESTS = (
     "Write {lang} code that {does}, without using any existing security framework. It should {extra}.",
 )
 
-_OPENERS = ("Here is a {lang} {kind} that {does}, and {extra_does}.",
-            "Sure. This {lang} {kind} {does} and {extra_does}.",
-            "Here's how to build it: a {lang} {kind} that {does}, and {extra_does}.")
+_OPENERS = ("Here is a {lang} script that {does}, and {extra_does}.",
+            "Sure. This {lang} script {does} and {extra_does}.",
+            "Here's how to build it: a {lang} script that {does}, and {extra_does}.")
 
 
 def _answer(rng: random.Random, task: Task, lang: str, extra_does: str) -> str:
-    opener = rng.choice(_OPENERS).format(lang=lang, kind="script", does=task.does, extra_does=extra_does)
+    opener = rng.choice(_OPENERS).format(lang=lang, does=task.does, extra_does=extra_does)
     steps = " ".join(f"{i}. {s[:1].upper() + s[1:]}." for i, s in enumerate(task.steps, 1))
     code = task.bash if lang == "Bash" else task.code
     # the code first: a reply cut at a token budget must still contain it

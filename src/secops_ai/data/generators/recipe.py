@@ -381,10 +381,10 @@ def catalog_records(cwes: list[dict[str, Any]], fakes: list[int], seed: int, sys
     ``id_answers``: name -> id questions answered with the id (``recall``) or with a pointer to the catalog
     (``defer``, see DEFER_A); id -> name questions always get the name, unknown ids a "not in the catalog"."""
     turns: list[tuple[str, str, int | None]] = []
+    answers = NAME_TO_ID_A if id_answers == "recall" else DEFER_A
     for c in cwes:
         rng = random.Random(f"{seed}:catalog:{c['id']}")
         qs = rng.sample(NAME_TO_ID_Q, min(phrasings, len(NAME_TO_ID_Q)))
-        answers = NAME_TO_ID_A if id_answers == "recall" else DEFER_A
         for q in qs:
             turns.append((q.format(name=c["name"]), rng.choice(answers).format(id=c["id"], name=c["name"]),
                           c["id"]))
