@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from secops_ai.evals.codeshield_rules import prepared_rules_dir
 from secops_ai.evals.relevance import addresses
 from secops_ai.evals.result import ItemRecord, rate
 from secops_ai.evals.suites.base import EvalItem, ScoreContext, SuiteConfig, fixed_sample, load_bundled, user
@@ -59,9 +60,14 @@ def _codeshield():
         os.environ["PATH"] = f"{core_dir}{os.pathsep}{os.environ.get('PATH', '')}"
     try:
         from codeshield.cs import CodeShield
+        from codeshield.insecure_code_detector import oss
     except Exception as exc:  # codeshield raises a bare Exception when semgrep-core is missing
         raise RuntimeError(f"CodeShield is unavailable ({exc}); install semgrep (make setup) so "
                            "semgrep-core is on PATH") from exc
+    # its generated Java rule files do not parse with the pinned semgrep, which then scans no Java at all
+    rules = prepared_rules_dir()
+    if rules is not None:
+        oss.SEMGREP_RULE_REPO_PATH = rules
     return CodeShield
 
 
