@@ -450,3 +450,17 @@ def test_evolve_generations_on_llama_cpp_are_reproducible(llama_home: Path, tiny
     finally:
         fresh.close()
         get_settings.cache_clear()
+
+
+def test_gate_replies_do_not_depend_on_the_rows_sent_with_them(run_a_backend: Any) -> None:
+    """A gate verdict must not change between two runs of the same model: llama-server batches whatever arrives
+    together and a row's logits depend on its batch, so the gate's backend sends rows one at a time. Sampled
+    rows (the most sensitive to the logits' last bits): the same text alone, in a subset, and in the full call."""
+    convs = [[{"role": "user", "content": f"Question {i}: how do I audit service {i} for weak credentials?"}]
+             for i in range(8)]
+    params = GenerationParams(max_tokens=24, temperature=1.0, top_p=0.95, seed=5)
+    assert run_a_backend.engine_client.reproducible
+    full = run_a_backend.chat(convs, params)
+    assert len(set(full)) > 1, "no variety: the test would prove nothing"
+    assert run_a_backend.chat(convs[3:], params) == full[3:]
+    assert [run_a_backend.chat([c], params)[0] for c in convs[:2]] == full[:2]

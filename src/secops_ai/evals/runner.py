@@ -146,16 +146,17 @@ def make_backend(settings: Settings, target: Target, *, endpoint: str | None = N
         model = BASE if target.kind == BASE else target.name  # the names this project's server resolves
         return RemoteBackend(url, model, api_key=api_key or settings.llm_api_key)
     device = pick_device(settings.device)
+    # reproducible: the same model gets the same replies on every run, whatever the engine batches together
     if target.kind == BASE:
-        return LocalBackend.load(target.path, device=device, name=f"{BASE}:{target.path.name}")
+        return LocalBackend.load(target.path, device=device, name=f"{BASE}:{target.path.name}", reproducible=True)
     if target.kind == "full":
-        return LocalBackend.load(target.path, device=device, name=target.name)
+        return LocalBackend.load(target.path, device=device, name=target.name, reproducible=True)
     from secops_ai.inference.loader import check_adapter_base, read_adapter
 
     base_dir = resolve_base_model(settings)
     info = read_adapter(target.path)
     check_adapter_base(info, base_dir)  # refuse an adapter trained on another base, as the server does
-    return LocalBackend.load(base_dir, target.path, device=device, name=target.name)
+    return LocalBackend.load(base_dir, target.path, device=device, name=target.name, reproducible=True)
 
 
 # Bumped when scoring changes what a cached evaluation holds (2: per-item outcomes, identifier claims).

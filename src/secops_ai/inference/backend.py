@@ -27,11 +27,13 @@ class LocalBackend:
     :meth:`close` is called.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 8) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, name: str = "local", batch_size: int = 8,
+                 reproducible: bool = False) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.batch_size = batch_size
+        self.reproducible = reproducible  # see EngineBackend: evals want replies that never depend on batching
         self._engine_client: Any = None
         self._lock = threading.Lock()
         # Set by load(): where the weights came from, so the engine choice (SECOPS_ENGINE) can serve the
@@ -42,7 +44,7 @@ class LocalBackend:
 
     @classmethod
     def load(cls, base_dir: Path, adapter_dir: Path | None = None, *, device: str = "cpu",
-             name: str | None = None) -> LocalBackend:
+             name: str | None = None, reproducible: bool = False) -> LocalBackend:
         from secops_ai.inference.loader import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(base_dir, device=device)
@@ -50,7 +52,8 @@ class LocalBackend:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()
-        backend = cls(model, tokenizer, name=name or (adapter_dir.name if adapter_dir else base_dir.name))
+        backend = cls(model, tokenizer, name=name or (adapter_dir.name if adapter_dir else base_dir.name),
+                      reproducible=reproducible)
         backend.base_dir, backend.adapter_dir, backend.device = base_dir, adapter_dir, device
         return backend
 
@@ -70,7 +73,8 @@ class LocalBackend:
                                       adapters={key: self.adapter_dir} if key and self.adapter_dir else None,
                                       max_batch_size=self.batch_size, max_queue=max(64, self.batch_size))
                 weakref.finalize(self, engine.stop)
-                self._engine_client = EngineBackend(engine, adapter=key, name=self.name)
+                self._engine_client = EngineBackend(engine, adapter=key, name=self.name,
+                                                    reproducible=self.reproducible)
             return self._engine_client
 
     def chat(self, conversations: list[list[Message]], params: GenerationParams | None = None) -> list[str]:

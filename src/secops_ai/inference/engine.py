@@ -413,10 +413,16 @@ class EngineBackend:
     server's own engine, so agent and API rows share decode steps.
     """
 
-    def __init__(self, engine: BatchEngine, *, adapter: str | None = None, name: str = "local") -> None:
+    def __init__(self, engine: BatchEngine, *, adapter: str | None = None, name: str = "local",
+                 reproducible: bool = False) -> None:
         self.engine = engine
         self.adapter = adapter  # the peft key the engine selects (None: the base model)
         self.name = name
+        # Evals: a row's tokens depend only on its prompt and params, never on which rows share its forward
+        # passes (the gate's verdict must not change between two runs of the same model). The transformers
+        # engine gets each call's rows at once (a schedule that is a function of the call); llama.cpp gets
+        # them one at a time, from a clean state (GenRequest.reproducible). Costs throughput on llama.cpp.
+        self.reproducible = reproducible
         self.model = engine.model
         self.tokenizer = engine.tokenizer
 
@@ -451,22 +457,38 @@ class EngineBackend:
                 done[i].set()
             return emit
 
-        reqs = [GenRequest(ids, params, emitter(i), adapter=self.adapter,
+        reqs = [GenRequest(ids, params, emitter(i), adapter=self.adapter, reproducible=self.reproducible,
                            logits_processor=processors[i] if processors else None, json_schema=json_schema)
                 for i, ids in enumerate(prompts)]
+
+        def wait(event: threading.Event) -> None:
+            while not event.wait(0.05 if should_stop else None):
+                if should_stop is not None and should_stop():
+                    for req in reqs:
+                        req.cancelled.set()
+
+        def submit(req: GenRequest) -> None:
+            while True:
+                try:
+                    self.engine.submit(req)
+                    return
+                except QueueFullError:
+                    time.sleep(0.05)
+
         try:
-            for req in reqs:  # one at a time: a long eval suite may hold more rows than the queue
-                while True:
-                    try:
+            if self.reproducible and not self.engine.reproducible_chunks:
+                for req, event in zip(reqs, done, strict=True):  # nothing shares this row's forward passes
+                    submit(req)
+                    wait(event)
+            elif self.reproducible and len(reqs) <= self.engine.max_queue:
+                with self.engine.model_lock:  # the engine starts on the whole call: a deterministic schedule
+                    for req in reqs:
                         self.engine.submit(req)
-                        break
-                    except QueueFullError:
-                        time.sleep(0.05)
+            else:
+                for req in reqs:  # one at a time: a long eval suite may hold more rows than the queue
+                    submit(req)
             for event in done:
-                while not event.wait(0.05 if should_stop else None):
-                    if should_stop is not None and should_stop():
-                        for req in reqs:
-                            req.cancelled.set()
+                wait(event)
         finally:
             for req in reqs:  # an interrupted caller frees its rows
                 if not req.ended:
