@@ -117,11 +117,20 @@ def prepared_rules_dir() -> Path | None:
     digest.update(str(Path(os.path.realpath(semgrep)).stat().st_size).encode())
     for path in sorted((source / "_generated_").glob("*.json")):
         digest.update(path.name.encode() + path.read_bytes())
-    dest = _cache_root() / f"codeshield-rules-{digest.hexdigest()[:16]}"
-    if not (dest / "report.json").is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _build(source, semgrep, dest)
-    return dest
+    name = f"codeshield-rules-{digest.hexdigest()[:16]}"
+    for root in (_cache_root(), Path(tempfile.gettempdir()) / f"secops-ai-{os.getuid()}"):
+        dest = root / name
+        if root.is_symlink() or (root.exists() and root.stat().st_uid != os.getuid()):
+            continue  # another user's folder (a shared /tmp): never read rules from it
+        if (dest / "report.json").is_file():
+            return dest
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _build(source, semgrep, dest)
+            return dest
+        except PermissionError:  # a read-only home: build it under the temporary folder instead
+            continue
+    return None
 
 
 def rules_report() -> RulesReport | None:
