@@ -69,7 +69,7 @@ class EngineGenerator:
         return out
 
     def _chunk(self, requests: list[Request]) -> list[str]:
-        from secops_ai.inference.engine import GenRequest
+        from secops_ai.inference.engine import GenRequest, submit_reproducibly
 
         engine = self.service.engine
         assert engine is not None
@@ -102,15 +102,8 @@ class EngineGenerator:
             reqs.append((i, GenRequest(ids, r.params, emitter(i), adapter=self.key, reproducible=True,
                                        reuse_prompt=ids == self._last_prompt)))
             self._last_prompt = ids
-        if engine.reproducible_chunks:
-            with engine.model_lock:  # the engine starts on the whole chunk: a deterministic schedule
-                for _, req in reqs:
-                    engine.submit(req)
-        else:  # one row at a time: nothing shares its forward passes
-            for i, req in reqs:
-                engine.submit(req)
-                done[i].wait()
-        for event in done:
+        submit_reproducibly(engine, [(req, done[i]) for i, req in reqs])
+        for event in done:  # rows too long to submit were set done above
             event.wait()
         if errors:
             raise RuntimeError(f"generation failed: {errors[0]}")

