@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from secops_ai.alignment.config import EvolveConfig
 from secops_ai.alignment.pipeline import EvolvePipeline
@@ -32,6 +33,7 @@ def tiny_config(**overrides) -> EvolveConfig:
         "train": {"overrides": {"max_steps": 3, "learning_rate": 5e-3, "cutoff_len": 256,
                                 "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                                 "lora_target": "all", "save_steps": 1}},
+        "keyed": {"items": 8, "overrides": {"max_steps": 2, "cutoff_len": 384, "save_steps": 1}},
         "gate": {"gate": str(GATE), "safety_suites": ["policy"], "max_regression": 0.0},
     }
     for key, value in overrides.items():
@@ -112,9 +114,9 @@ def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
     state = EvolvePipeline(cfg, settings, progress=messages.append).run()
     it = state["iterations"][0]
     assert not any(f"iteration 1: {s} ..." in m for s in STAGES_BEFORE_TRAIN for m in messages)
-    assert "iteration 1: train ..." in messages and "iteration 1: gate ..." in messages
+    assert all(f"iteration 1: {s} ..." in messages for s in ("train", "keyed", "gate"))
     assert all((work / f).read_bytes() == data for f, data in produced.items())
-    assert state["status"] == "finished" and list(it["stages"]) == [*STAGES_BEFORE_TRAIN, "train", "gate"]
+    assert state["status"] == "finished" and list(it["stages"]) == [*STAGES_BEFORE_TRAIN, "train", "keyed", "gate"]
 
     # -- artefacts: ordinary immutable datasets with full manifests
     store = DatasetStore(settings.workspace)
@@ -141,9 +143,25 @@ def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
     assert all("choice_correct" in verdicts[(c["prompt_id"], c["index"])]["passed"] for c in hinted)
     records = list(actor.iter_records())
     assert all(r["metadata"]["task"].startswith("evolve-actor:") for r in records)
-    # the DPO run trained on the pairs and is registered as a candidate
+    # the preference run trained on the pairs; the keyed run continued its adapter and is the candidate
     candidate = it["candidate"]
-    assert registry.get(candidate).stage == "candidate" and registry.get(candidate).dataset == refs["train"]
+    preference_run = it["stages"]["train"]["run_name"]
+    assert registry.get(preference_run).dataset == refs["train"]
+    keyed = it["stages"]["keyed"]
+    assert candidate == keyed["run_name"] != preference_run and keyed["preference_run"] == preference_run
+    assert registry.get(candidate).stage == "candidate" and registry.get(candidate).dataset == keyed["dataset"]
+    run_cfg = yaml.safe_load((settings.workspace.models / candidate / "config.yaml").read_text())
+    assert run_cfg["stage"] == "sft" and run_cfg["adapter_name_or_path"].endswith(preference_run)
+    keyed_ds = store.get(keyed["dataset"])
+    assert not store.verify(keyed["dataset"]) and keyed_ds.manifest.generator.name == "evolve-keyed"
+    rows = list(keyed_ds.iter_records())
+    drills = [r for r in rows if r["metadata"]["source"] == "evolve-keyed"]
+    assert len(drills) == keyed["items"] == 8 and {r["messages"][-1]["content"] for r in drills} == set("ABCD")
+    # the replayed rows are the actor pairs' chosen answers, one per prompt
+    chosen = {json.dumps(r["prompt"]) + r["chosen"][-1]["content"] for r in records}
+    replayed = [r for r in rows if r["metadata"]["source"] == "evolve-replay"]
+    assert len(replayed) == keyed["replay"] > 0
+    assert all(json.dumps(r["messages"][:-1]) + r["messages"][-1]["content"] in chosen for r in replayed)
 
     # -- the gate: trained from the base, the candidate refuses far less than production does -> not promoted
     gate = it["stages"]["gate"]

@@ -157,6 +157,12 @@ def test_config_errors_name_file_and_field(tmp_path: Path) -> None:
     path.write_text("name: x\ntrain:\n  overrides: {dataset: evil/x@1}\n")
     with pytest.raises(EvolveConfigError, match="set by evolve itself"):
         EvolveConfig.from_yaml(path)
+    path.write_text("name: x\nkeyed:\n  items: 10\n  overrides: {adapter_name_or_path: /etc}\n")
+    with pytest.raises(EvolveConfigError, match=r"keyed\.overrides: adapter_name_or_path are set by evolve"):
+        EvolveConfig.from_yaml(path)
+    path.write_text("name: x\nkeyed:\n  items: -1\n")
+    with pytest.raises(EvolveConfigError, match=r"keyed\.items"):
+        EvolveConfig.from_yaml(path)
     shipped = EvolveConfig.from_yaml(Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-starter.yaml")
     assert shipped.actor.samples >= 4
     assert shipped.fingerprint() == EvolveConfig.from_yaml(
@@ -249,3 +255,33 @@ def test_candidates_are_cut_where_they_start_to_loop_and_loops_are_verified_bad(
     benign = Prompt("defensive:x", "defensive_help", [{"role": "user", "content": "How do I harden SSH?"}], "")
     assert "degenerate" in verify(benign, "the key the key the key the key the key the key the key").failed
     assert "degenerate" not in verify(benign, "Disable password logins and use keys with a passphrase.").failed
+
+
+def test_keyed_items_are_fresh_balanced_correct_and_never_touch_the_gate() -> None:
+    from secops_ai.alignment.keyed import choice_items, reading_pool, replay_items
+    from secops_ai.data.text import clip
+    from secops_ai.evals.holdout import find_contamination, is_held_out
+    from secops_ai.evals.suites.task_accuracy import LETTERS, _strip_phase
+    from secops_ai.knowledge.cwe import get_cwe
+
+    items = choice_items(80, seed=5)
+    assert items == choice_items(80, seed=5) and items != choice_items(80, seed=6)  # deterministic, fresh per seed
+    assert len(reading_pool()) > 300
+    keys = [r["messages"][-1]["content"] for r in items]
+    assert {k: keys.count(k) for k in LETTERS} == dict.fromkeys(LETTERS, 20)  # no answer position favoured
+    for r in items:
+        cid = r["metadata"]["ids"][0]
+        assert not is_held_out(cid)
+        cwe = get_cwe(int(cid.split("-")[1]))
+        classify = r["metadata"]["task"] == "cwe_classification"
+        right = cwe.name if classify else clip(_strip_phase(cwe.mitigations[0]), 220)
+        assert f"\n{r['messages'][-1]['content']}) {right}\n" in r["messages"][1]["content"]  # the key is right
+    assert {r["metadata"]["task"] for r in items} == {"cwe_classification", "remediation"}
+    assert not find_contamination([("keyed", items)], gate_prompts("default"))
+    # replay: the chosen side of preference records, once per prompt
+    pair = {"prompt": [{"role": "user", "content": "How do I detect ransomware?"}],
+            "chosen": [{"role": "assistant", "content": "Watch for shadow copy deletion."}],
+            "rejected": [{"role": "assistant", "content": "No."}], "metadata": {"task": "evolve-actor:x"}}
+    assert replay_items([pair, pair]) == [{"messages": [*pair["prompt"], *pair["chosen"]],
+                                           "metadata": {"task": "evolve-actor:x", "source": "evolve-replay",
+                                                        "ids": []}}]

@@ -104,6 +104,17 @@ class TrainSection(_Section):
                                       "max_steps, lora_rank, ...) for the preference run.")
 
 
+class KeyedSection(_Section):
+    """Answer-level SFT on verifier-keyed multiple choice, after the preference run (``alignment/keyed.py``)."""
+
+    items: int = Field(default=0, ge=0, le=100_000, description="Fresh keyed multiple-choice items per iteration; "
+                       "0 turns the stage off (the preference run's adapter is the candidate).")
+    replay: bool = Field(default=True, description="Mix in the chosen answers of the iteration's actor pairs, so "
+                         "the drill keeps what the preference run taught.")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields for the SFT run "
+                                      "(learning_rate, max_steps, per_device_train_batch_size, ...).")
+
+
 class GateSection(_Section):
     gate: str = Field(default="default", description="Gate config (name under configs/gates/ or a path).")
     safety_suites: list[str] = Field(default_factory=lambda: list(SAFETY_SUITES))
@@ -133,18 +144,20 @@ class EvolveConfig(_Section):
     meta_judge: MetaJudgeConfig = Field(default_factory=MetaJudgeConfig)
     pairs: PairsConfig = Field(default_factory=PairsConfig)
     train: TrainSection = Field(default_factory=TrainSection)
+    keyed: KeyedSection = Field(default_factory=KeyedSection)
     gate: GateSection = Field(default_factory=GateSection)
 
     @model_validator(mode="after")
     def _check(self) -> EvolveConfig:
         from secops_ai.training.config import RunConfig
 
-        unknown = sorted(set(self.train.overrides) - set(RunConfig.model_fields))
-        if unknown:
-            raise ValueError(f"train.overrides: unknown RunConfig key(s) {', '.join(unknown)}")
-        fixed = {"stage", "dataset", "adapter_name_or_path", "model_name_or_path"} & set(self.train.overrides)
-        if fixed:
-            raise ValueError(f"train.overrides: {', '.join(sorted(fixed))} are set by evolve itself")
+        for section, overrides in (("train", self.train.overrides), ("keyed", self.keyed.overrides)):
+            unknown = sorted(set(overrides) - set(RunConfig.model_fields))
+            if unknown:
+                raise ValueError(f"{section}.overrides: unknown RunConfig key(s) {', '.join(unknown)}")
+            fixed = {"stage", "dataset", "adapter_name_or_path", "model_name_or_path"} & set(overrides)
+            if fixed:
+                raise ValueError(f"{section}.overrides: {', '.join(sorted(fixed))} are set by evolve itself")
         if "trajectories" in self.prompts.sources and not self.prompts.trajectories:
             raise ValueError("prompts.trajectories: source 'trajectories' needs a dataset ref")
         return self

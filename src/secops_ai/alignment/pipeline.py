@@ -30,6 +30,7 @@ import yaml
 
 from secops_ai.alignment import actor as actor_mod
 from secops_ai.alignment import judge as judge_mod
+from secops_ai.alignment import keyed as keyed_mod
 from secops_ai.alignment import metajudge as meta_mod
 from secops_ai.alignment import pairs as pairs_mod
 from secops_ai.alignment import prompts as prompts_mod
@@ -44,7 +45,7 @@ from secops_ai.training.runner import interrupt_on_sigterm
 
 log = logging.getLogger(__name__)
 
-STAGES = ("actor", "verify", "judge", "meta", "pairs", "train", "gate")  # verifiers first: cheap, exact
+STAGES = ("actor", "verify", "judge", "meta", "pairs", "train", "keyed", "gate")  # verifiers first: cheap, exact
 PIPELINE_VERSION = "1"
 Progress = Callable[[str], None]
 
@@ -265,7 +266,7 @@ class EvolvePipeline:
                                 for r in self._read(work, rec["file"])]
         elif stage == "pairs":
             ctx["pairs"] = rec
-        elif stage == "train":
+        elif stage in ("train", "keyed"):
             ctx["candidate"] = rec["run_name"]
 
     # -- generators ----------------------------------------------------------------------------------
@@ -420,10 +421,27 @@ class EvolvePipeline:
                           "relevance": self.config.verifiers.relevance},
         }
 
-    def _stage_train(self, ctx: dict[str, Any]) -> dict[str, Any]:
+    def _train_run(self, it: dict[str, Any], key: str, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Train (or finish, or reuse) one registered run; ``it[key]`` holds its run id from the start, so a
+        killed run resumes from its checkpoints. Returns the run's model name and its metrics."""
         from secops_ai.training.config import RunConfig
         from secops_ai.training.runner import new_run_id, train
 
+        run_cfg = RunConfig.from_dict(values, source=f"{self.run_id} {key}")
+        pending = it.get(key)
+        if not pending:
+            pending = new_run_id(run_cfg)
+            it[key] = pending
+            self.save_state(self._state)
+        final = self.settings.workspace.models / run_cfg.provider / pending
+        if not final.exists():
+            metrics = train(run_cfg, self.settings, run_id=pending, progress=False).metrics
+        else:
+            metrics = json.loads((final / "run.json").read_text()).get("metrics", {})
+        return f"{run_cfg.provider}/{pending}", {k: metrics.get(k) for k in ("final_loss", "first_loss",
+                                                                             "global_step", "train_runtime")}
+
+    def _stage_train(self, ctx: dict[str, Any]) -> dict[str, Any]:
         it, cfg = ctx["it"], self.config
         start = it["start_model"]
         values: dict[str, Any] = dict(
@@ -436,23 +454,43 @@ class EvolvePipeline:
         values.update(cfg.train.overrides)
         if start:
             values["adapter_name_or_path"] = str(self.settings.workspace.models / start)
-        run_cfg = RunConfig.from_dict(values, source=f"{self.run_id} train")
-        pending = it.get("train_run_id")
-        if not pending:
-            pending = new_run_id(run_cfg)
-            it["train_run_id"] = pending  # recorded first, so a killed run resumes from its checkpoints
-            self.save_state(self._state)
-        final = self.settings.workspace.models / run_cfg.provider / pending
-        if not final.exists():
-            result = train(run_cfg, self.settings, run_id=pending, progress=False)
-            metrics = result.metrics
-        else:
-            metrics = json.loads((final / "run.json").read_text()).get("metrics", {})
-        name = f"{run_cfg.provider}/{pending}"
+        name, metrics = self._train_run(it, "train_run_id", values)
         ctx["candidate"] = name
         it["candidate"] = name
-        return {"run_name": name, "metrics": {k: metrics.get(k) for k in ("final_loss", "first_loss", "global_step",
-                                                                         "train_runtime")}}
+        return {"run_name": name, "metrics": metrics}
+
+    def _stage_keyed(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        """Answer-level SFT on verifier-keyed multiple choice, continuing the preference run's adapter."""
+        from secops_ai.evals.holdout import find_contamination
+
+        it, cfg, k = ctx["it"], self.config, self.config.keyed
+        if not k.items:
+            return {"run_name": ctx["candidate"], "skipped": True}
+        items = keyed_mod.choice_items(k.items, it["seed"])
+        bad = {c.line for c in find_contamination([("keyed", items)], prompts_mod.gate_prompts(cfg.gate.gate))}
+        items = [r for i, r in enumerate(items, start=1) if i not in bad]
+        actor_ref = ctx["pairs"]["datasets"]["actor"]
+        replay = keyed_mod.replay_items(list(self.store.get(actor_ref).iter_records())) if k.replay else []
+        ref = create_or_reuse(
+            self.store, f"{cfg.name}-keyed", "chat", items + replay, sources=[SourceRef(uri=actor_ref)],
+            generator=GeneratorInfo(name="evolve-keyed", version=keyed_mod.KEYED_VERSION, seed=it["seed"],
+                                    config={"items": len(items), "dropped_as_contaminated": len(bad),
+                                            "replay": len(replay), "reading_pool": len(keyed_mod.reading_pool())}),
+            description=f"evolve {cfg.name} iteration {it['index']}: keyed multiple choice + replayed chosen answers")
+        values: dict[str, Any] = dict(
+            model_name_or_path=self.settings.base_model, stage="sft", dataset=ref,
+            adapter_name_or_path=str(self.settings.workspace.models / ctx["candidate"]),
+            cutoff_len=512, learning_rate=5e-4, lr_scheduler_type="linear", warmup_ratio=0.05,
+            per_device_train_batch_size=4, gradient_accumulation_steps=1, num_train_epochs=1.0,
+            seed=it["seed"], save_steps=50, run_name=f"evolve-{cfg.name}-it{it['index']}-keyed",
+            description=f"evolve {self.run_id} iteration {it['index']}: keyed items on {ctx['candidate']}")
+        values.update(k.overrides)
+        name, metrics = self._train_run(it, "keyed_run_id", values)
+        ctx["candidate"] = name
+        it["candidate"] = name
+        return {"run_name": name, "dataset": ref, "items": len(items), "replay": len(replay),
+                "dropped_as_contaminated": len(bad), "preference_run": it["stages"]["train"]["run_name"],
+                "metrics": metrics}
 
     def _stage_gate(self, ctx: dict[str, Any]) -> dict[str, Any]:
         from secops_ai.evals.gate import load_gate

@@ -103,6 +103,11 @@ def iteration_markdown(it: dict[str, Any]) -> str:
                   f"{a.get('avg_rejected_chars')} chars",
                   f"- judge–verifier agreement: {agree.get('agreement')} over {agree.get('verified_and_judged')} "
                   f"verified answers ({agree.get('conflicts')} conflicts, verifier won each)"]
+    keyed = st.get("keyed")
+    if keyed and not keyed.get("skipped"):
+        lines += [f"- keyed stage: {keyed.get('items')} multiple-choice items ({keyed.get('dropped_as_contaminated')} "
+                  f"dropped as gate items) + {keyed.get('replay')} replayed chosen answers in `{keyed.get('dataset')}`,"
+                  f" trained on `{keyed.get('preference_run')}`"]
     gate = st.get("gate")
     if gate:
         lines += ["", f"Gate `{gate['gate']}`: {'passed' if gate['gate_passed'] else 'failed'}; no regression vs "

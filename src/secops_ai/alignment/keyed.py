@@ -1,0 +1,95 @@
+"""Verifier-keyed items: prompts whose right answer the local catalog knows, trained on their key (evolve's
+``keyed`` stage).
+
+Why a stage of its own: the gate's task-accuracy items are multiple choice on held-out CWE weaknesses, which
+the 135M model answers at chance. ``bench/choice_learning.py`` showed the skill they test (read the options
+against the question) is learnable, but only after ~2,000 fresh items of answer-level training; the skill
+then appears within ~100 steps. The actor/judge pairs give at most a few dozen multiple-choice prompts per
+iteration, and on a question the model cannot answer none of its samples is right, so pairs cannot carry
+that volume. Here no judge is needed: the verifier *is* the key (the catalog says which option is right),
+so the chosen answer is the key's letter, and every item is new.
+
+Items are built from Base/Variant weaknesses that are not held out (the gate's items use held-out ones
+only, distractors included), in the gate's two shapes (which weakness does this describe; which mitigation
+addresses this weakness), with the key's letter cycling A-D so no position is favoured. The prompt
+stage's contamination check runs on them before they are written. Next to them, the chosen answers of the
+iteration's actor pairs are replayed (``replay``), so a drill on one-letter answers does not overwrite what
+the preference stage just taught (refusals, full answers to defensive requests); the trainer shuffles them.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
+from secops_ai.data.text import clip
+
+KEYED_VERSION = "1"
+
+
+def reading_pool() -> list[Any]:
+    """Weaknesses usable for keyed questions: Base/Variant, current, with a description and a mitigation,
+    and never held out (the gate's items are built from held-out weaknesses only)."""
+    from secops_ai.evals.holdout import held_out_ids
+    from secops_ai.knowledge.cwe import all_cwes
+
+    held = held_out_ids()
+    return [c for c in all_cwes() if c.abstraction in ("Base", "Variant") and c.status not in ("Deprecated", "Obsolete")
+            and c.description and c.mitigations and c.id not in held]
+
+
+def choice_items(n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` fresh multiple-choice chat records (system, question, key letter), half of each shape.
+
+    Deterministic in ``seed``; the key's letter cycles A, B, C, D within each shape.
+    """
+    from secops_ai.evals.suites.task_accuracy import LETTERS, _question, _strip_phase
+
+    pool = reading_pool()
+    if len(pool) < 8:
+        raise ValueError(f"keyed items need at least 8 catalogued weaknesses that are not held out; found {len(pool)}")
+    rng = random.Random(f"evolve-keyed:{seed}")
+    out = []
+    for i in range(n):
+        c = rng.choice(pool)
+        others = [o for o in pool if o.id != c.id and c.id not in o.parents and o.id not in c.parents]
+        distractors = rng.sample(others, 3)
+        if i % 2 == 0:
+            task, options = "cwe_classification", [c.name] + [d.name for d in distractors]
+            stem = f"Which weakness does this describe?\n\"{clip(c.description, 400)}\""
+        else:
+            task = "remediation"
+            options = [clip(_strip_phase(c.mitigations[0]), 220)] + [
+                clip(_strip_phase(rng.choice(d.mitigations)), 220) for d in distractors]
+            stem = f"Which mitigation addresses the weakness '{c.name}'?"
+        k = (i // 2) % 4
+        wrong = options[1:]
+        rng.shuffle(wrong)
+        question = _question(stem, [*wrong[:k], options[0], *wrong[k:]])
+        out.append({"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                                 {"role": "user", "content": question},
+                                 {"role": "assistant", "content": LETTERS[k]}],
+                    "metadata": {"task": task, "ids": [f"CWE-{c.id}"], "source": "evolve-keyed",
+                                 "template": f"keyed:{seed}:{i}"}})
+    return out
+
+
+def replay_items(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chosen side of preference records as chat records (prompt + chosen answer), one per prompt."""
+    out, seen = [], set()
+    for rec in pairs:
+        prompt, chosen = rec["prompt"], rec["chosen"]
+        conv = ([{"role": "user", "content": prompt}] if isinstance(prompt, str)
+                else [{"role": m["role"], "content": m["content"]} for m in prompt])
+        answer = ([{"role": "assistant", "content": chosen}] if isinstance(chosen, str)
+                  else [{"role": m["role"], "content": m["content"]} for m in chosen])
+        key = repr(conv)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"messages": [*conv, *answer],
+                    "metadata": {"task": (rec.get("metadata") or {}).get("task", "replay"), "source": "evolve-replay",
+                                 "ids": list((rec.get("metadata") or {}).get("ids") or [])}})
+    return out
+
