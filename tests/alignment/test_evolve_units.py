@@ -285,3 +285,31 @@ def test_keyed_items_are_fresh_balanced_correct_and_never_touch_the_gate() -> No
     assert replay_items([pair, pair]) == [{"messages": [*pair["prompt"], *pair["chosen"]],
                                            "metadata": {"task": "evolve-actor:x", "source": "evolve-replay",
                                                         "ids": []}}]
+
+
+def test_a_pending_training_run_is_resumed_only_for_the_same_run_config(workspace, monkeypatch) -> None:
+    """A stage killed mid-training resumes its run; a stage redone on new inputs (new pairs, another adapter
+    to continue) starts a new run instead of reusing the one trained on the old inputs."""
+    from types import SimpleNamespace
+
+    import secops_ai.training.runner as runner
+    from secops_ai.alignment.pipeline import EvolvePipeline
+    from secops_ai.config import get_settings
+
+    calls: list[str] = []
+
+    def fake_train(cfg, settings, *, run_id, progress):  # the training itself is covered by the loop test
+        calls.append(run_id)
+        return SimpleNamespace(metrics={"final_loss": 1.0})
+
+    monkeypatch.setattr(runner, "train", fake_train)
+    pipe = EvolvePipeline(EvolveConfig(name="t"), get_settings())
+    pipe._state = {"iterations": []}
+    pipe.save_state = lambda state: None
+    it: dict = {}
+    values = {"model_name_or_path": "base", "dataset": "evolve/t-train@1", "stage": "orpo"}
+    first, _ = pipe._train_run(it, "train_run_id", values)
+    again, _ = pipe._train_run(it, "train_run_id", values)  # killed before the run finished: same id, resumed
+    assert first == again and calls == [first.split("/")[1]] * 2
+    redone, _ = pipe._train_run(it, "train_run_id", {**values, "dataset": "evolve/t-train@2"})
+    assert redone != first and calls[-1] == redone.split("/")[1] and it["train_run_id"] == redone.split("/")[1]

@@ -428,10 +428,13 @@ class EvolvePipeline:
         from secops_ai.training.runner import new_run_id, train
 
         run_cfg = RunConfig.from_dict(values, source=f"{self.run_id} {key}")
-        pending = it.get(key)
+        # the pending id is reused only for the same run config: a redone earlier stage (new pairs, a new
+        # adapter to continue) must not resume, or reuse, a run trained on the old ones
+        digest = hashlib.sha256(json.dumps(run_cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        pending = it.get(key) if it.get(f"{key}_config") == digest else None
         if not pending:
             pending = new_run_id(run_cfg)
-            it[key] = pending
+            it[key], it[f"{key}_config"] = pending, digest
             self.save_state(self._state)
         final = self.settings.workspace.models / run_cfg.provider / pending
         if not final.exists():
