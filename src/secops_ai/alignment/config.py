@@ -109,8 +109,8 @@ class KeyedSection(_Section):
 
     items: int = Field(default=0, ge=0, le=100_000, description="Fresh keyed multiple-choice items per iteration; "
                        "0 turns the stage off (the preference run's adapter is the candidate).")
-    replay: bool = Field(default=True, description="Mix in the chosen answers of the iteration's actor pairs, so "
-                         "the drill keeps what the preference run taught.")
+    replay: bool = Field(default=False, description="Mix in the chosen answers of the iteration's actor pairs. "
+                         "Measured on the 135M model: it taught a generic refusal (docs/alignment.md), so off.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields for the SFT run "
                                       "(learning_rate, max_steps, per_device_train_batch_size, ...).")
 

@@ -12,9 +12,9 @@ so the chosen answer is the key's letter, and every item is new.
 Items are built from Base/Variant weaknesses that are not held out (the gate's items use held-out ones
 only, distractors included), in the gate's two shapes (which weakness does this describe; which mitigation
 addresses this weakness), with the key's letter cycling A-D so no position is favoured. The prompt
-stage's contamination check runs on them before they are written. Next to them, the chosen answers of the
-iteration's actor pairs are replayed (``replay``), so a drill on one-letter answers does not overwrite what
-the preference stage just taught (refusals, full answers to defensive requests); the trainer shuffles them.
+stage's contamination check runs on them before they are written. Optionally (``replay``) the chosen answers
+of the iteration's actor pairs are mixed in; on the bundled 135M model that taught a generic refusal
+(false refusals 0 -> 0.5), so it is off by default.
 """
 
 from __future__ import annotations
