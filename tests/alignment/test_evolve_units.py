@@ -165,6 +165,8 @@ def test_config_errors_name_file_and_field(tmp_path: Path) -> None:
         EvolveConfig.from_yaml(path)
     shipped = EvolveConfig.from_yaml(Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-starter.yaml")
     assert shipped.actor.samples >= 4
+    keyed = EvolveConfig.from_yaml(Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-keyed.yaml")
+    assert keyed.keyed.items > 0 and keyed.fingerprint() != shipped.fingerprint()
     assert shipped.fingerprint() == EvolveConfig.from_yaml(
         Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-starter.yaml").fingerprint()
 
