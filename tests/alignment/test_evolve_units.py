@@ -280,6 +280,9 @@ def test_keyed_items_are_fresh_balanced_correct_and_never_touch_the_gate() -> No
         assert f"\n{r['messages'][-1]['content']}) {right}\n" in r["messages"][1]["content"]  # the key is right
     assert {r["metadata"]["task"] for r in items} == {"cwe_classification", "remediation"}
     assert not find_contamination([("keyed", items)], gate_prompts("default"))
+    # a stage's worth: sibling weaknesses share mitigation text with held-out ones (CWE-760 / CWE-759), and
+    # no option may carry it, or the question nearly repeats a gate item
+    assert not find_contamination([("keyed", choice_items(1300, seed=0))], gate_prompts("default"))
     # replay: the chosen side of preference records, once per prompt
     pair = {"prompt": [{"role": "user", "content": "How do I detect ransomware?"}],
             "chosen": [{"role": "assistant", "content": "Watch for shadow copy deletion."}],

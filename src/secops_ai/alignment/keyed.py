@@ -20,6 +20,7 @@ of the iteration's actor pairs are mixed in; on the bundled 135M model that taug
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
@@ -39,6 +40,20 @@ def reading_pool() -> list[Any]:
             and c.description and c.mitigations and c.id not in held]
 
 
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _held_out_mitigations() -> frozenset[str]:
+    """Every mitigation of a held-out weakness, as an option would show it (normalised)."""
+    from secops_ai.evals.holdout import held_out_ids
+    from secops_ai.evals.suites.task_accuracy import _strip_phase
+    from secops_ai.knowledge.cwe import all_cwes
+
+    held = held_out_ids()
+    return frozenset(_norm(clip(_strip_phase(m), 220)) for c in all_cwes() if c.id in held for m in c.mitigations)
+
+
 def choice_items(n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` fresh multiple-choice chat records (system, question, key letter), half of each shape.
 
@@ -49,19 +64,30 @@ def choice_items(n: int, seed: int) -> list[dict[str, Any]]:
     pool = reading_pool()
     if len(pool) < 8:
         raise ValueError(f"keyed items need at least 8 catalogued weaknesses that are not held out; found {len(pool)}")
+    # Sibling weaknesses share mitigation text (CWE-760 and the held-out CWE-759 have the same ones), and a
+    # question built on such text nearly repeats a gate item: no option may be a held-out weakness's mitigation.
+    held = _held_out_mitigations()
+
+    def shown(mitigation: str) -> str:
+        return clip(_strip_phase(mitigation), 220)
+
+    usable = {c.id: [m for m in map(shown, c.mitigations) if _norm(m) not in held] for c in pool}
+    keys = [c for c in pool if usable[c.id][:1] == [shown(c.mitigations[0])]]  # remediation keys: first mitigation
+
     rng = random.Random(f"evolve-keyed:{seed}")
     out = []
     for i in range(n):
-        c = rng.choice(pool)
-        others = [o for o in pool if o.id != c.id and c.id not in o.parents and o.id not in c.parents]
+        remediation = i % 2 == 1
+        c = rng.choice(keys if remediation else pool)
+        others = [o for o in pool if o.id != c.id and c.id not in o.parents and o.id not in c.parents
+                  and (not remediation or usable[o.id])]
         distractors = rng.sample(others, 3)
-        if i % 2 == 0:
+        if not remediation:
             task, options = "cwe_classification", [c.name] + [d.name for d in distractors]
             stem = f"Which weakness does this describe?\n\"{clip(c.description, 400)}\""
         else:
             task = "remediation"
-            options = [clip(_strip_phase(c.mitigations[0]), 220)] + [
-                clip(_strip_phase(rng.choice(d.mitigations)), 220) for d in distractors]
+            options = [shown(c.mitigations[0])] + [rng.choice(usable[d.id]) for d in distractors]
             stem = f"Which mitigation addresses the weakness '{c.name}'?"
         k = (i // 2) % 4
         wrong = options[1:]

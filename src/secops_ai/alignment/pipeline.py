@@ -470,7 +470,8 @@ class EvolvePipeline:
         if not k.items:
             return {"run_name": ctx["candidate"], "skipped": True}
         items = keyed_mod.choice_items(k.items, it["seed"])
-        bad = {c.line for c in find_contamination([("keyed", items)], prompts_mod.gate_prompts(cfg.gate.gate))}
+        evals = {*prompts_mod.gate_prompts(cfg.gate.gate), *prompts_mod.gate_prompts("default")}
+        bad = {c.line for c in find_contamination([("keyed", items)], sorted(evals))}
         items = [r for i, r in enumerate(items, start=1) if i not in bad]
         actor_ref = ctx["pairs"]["datasets"]["actor"]
         replay = keyed_mod.replay_items(list(self.store.get(actor_ref).iter_records())) if k.replay else []
