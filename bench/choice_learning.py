@@ -45,14 +45,13 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from secops_ai.alignment.keyed import reading_pool
     from secops_ai.config import get_settings
     from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
     from secops_ai.data.text import clip
-    from secops_ai.evals.holdout import held_out_ids
     from secops_ai.evals.suites.base import SuiteConfig
     from secops_ai.evals.suites.task_accuracy import LETTERS, TaskAccuracySuite, _question, _strip_phase, parse_choice
     from secops_ai.inference.loader import prepare_base_model
-    from secops_ai.knowledge.cwe import all_cwes
 
     torch.set_num_threads(os.cpu_count() or 2)
     torch.manual_seed(0)
@@ -60,9 +59,7 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
 
-    held = held_out_ids()
-    pool = [c for c in all_cwes() if c.abstraction in ("Base", "Variant") and c.status not in ("Deprecated", "Obsolete")
-            and c.description and c.mitigations and c.id not in held]
+    pool = reading_pool()  # what evolve's keyed stage draws from: Base/Variant, current, never held out
     rng = random.Random(0)
 
     def item(i: int) -> tuple[str, str]:

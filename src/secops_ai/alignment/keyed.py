@@ -20,7 +20,6 @@ of the iteration's actor pairs are mixed in; on the bundled 135M model that taug
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
@@ -40,13 +39,9 @@ def reading_pool() -> list[Any]:
             and c.description and c.mitigations and c.id not in held]
 
 
-def _norm(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
 def _held_out_mitigations() -> frozenset[str]:
     """Every mitigation of a held-out weakness, as an option would show it (normalised)."""
-    from secops_ai.evals.holdout import held_out_ids
+    from secops_ai.evals.holdout import _norm, held_out_ids
     from secops_ai.evals.suites.task_accuracy import _strip_phase
     from secops_ai.knowledge.cwe import all_cwes
 
@@ -59,6 +54,7 @@ def choice_items(n: int, seed: int) -> list[dict[str, Any]]:
 
     Deterministic in ``seed``; the key's letter cycles A, B, C, D within each shape.
     """
+    from secops_ai.evals.holdout import _norm
     from secops_ai.evals.suites.task_accuracy import LETTERS, _question, _strip_phase
 
     pool = reading_pool()
@@ -103,19 +99,17 @@ def choice_items(n: int, seed: int) -> list[dict[str, Any]]:
 
 def replay_items(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The chosen side of preference records as chat records (prompt + chosen answer), one per prompt."""
+    from secops_ai.training.data import to_preference
+
     out, seen = [], set()
-    for rec in pairs:
-        prompt, chosen = rec["prompt"], rec["chosen"]
-        conv = ([{"role": "user", "content": prompt}] if isinstance(prompt, str)
-                else [{"role": m["role"], "content": m["content"]} for m in prompt])
-        answer = ([{"role": "assistant", "content": chosen}] if isinstance(chosen, str)
-                  else [{"role": m["role"], "content": m["content"]} for m in chosen])
-        key = repr(conv)
+    for i, rec in enumerate(pairs, start=1):
+        pref = to_preference(rec, where=f"pair {i}")
+        key = repr(pref["prompt"])
         if key in seen:
             continue
         seen.add(key)
-        out.append({"messages": [*conv, *answer],
-                    "metadata": {"task": (rec.get("metadata") or {}).get("task", "replay"), "source": "evolve-replay",
-                                 "ids": list((rec.get("metadata") or {}).get("ids") or [])}})
+        meta = rec.get("metadata") or {}
+        out.append({"messages": [*pref["prompt"], *pref["chosen"]],
+                    "metadata": {"task": meta.get("task", "replay"), "source": "evolve-replay",
+                                 "ids": list(meta.get("ids") or [])}})
     return out
-

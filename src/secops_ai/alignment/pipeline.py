@@ -470,8 +470,8 @@ class EvolvePipeline:
         if not k.items:
             return {"run_name": ctx["candidate"], "skipped": True}
         items = keyed_mod.choice_items(k.items, it["seed"])
-        evals = {*prompts_mod.gate_prompts(cfg.gate.gate), *prompts_mod.gate_prompts("default")}
-        bad = {c.line for c in find_contamination([("keyed", items)], sorted(evals))}
+        evals = sorted({p for gate in {cfg.gate.gate, "default"} for p in prompts_mod.gate_prompts(gate)})
+        bad = {c.line for c in find_contamination([("keyed", items)], evals)}
         items = [r for i, r in enumerate(items, start=1) if i not in bad]
         actor_ref = ctx["pairs"]["datasets"]["actor"]
         replay = keyed_mod.replay_items(list(self.store.get(actor_ref).iter_records())) if k.replay else []
@@ -480,7 +480,8 @@ class EvolvePipeline:
             generator=GeneratorInfo(name="evolve-keyed", version=keyed_mod.KEYED_VERSION, seed=it["seed"],
                                     config={"items": len(items), "dropped_as_contaminated": len(bad),
                                             "replay": len(replay), "reading_pool": len(keyed_mod.reading_pool())}),
-            description=f"evolve {cfg.name} iteration {it['index']}: keyed multiple choice + replayed chosen answers")
+            description=f"evolve {cfg.name} iteration {it['index']}: keyed multiple choice"
+                        + (" + replayed chosen answers" if replay else ""))
         values: dict[str, Any] = dict(
             model_name_or_path=self.settings.base_model, stage="sft", dataset=ref,
             adapter_name_or_path=str(self.settings.workspace.models / ctx["candidate"]),
