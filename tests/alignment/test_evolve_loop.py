@@ -148,7 +148,7 @@ def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
     preference_run = it["stages"]["train"]["run_name"]
     assert registry.get(preference_run).dataset == refs["train"]
     keyed = it["stages"]["keyed"]
-    assert candidate == keyed["run_name"] != preference_run and keyed["preference_run"] == preference_run
+    assert candidate == keyed["run_name"] != preference_run and keyed["continues"] == preference_run
     assert registry.get(candidate).stage == "candidate" and registry.get(candidate).dataset == keyed["dataset"]
     run_cfg = yaml.safe_load((settings.workspace.models / candidate / "config.yaml").read_text())
     assert run_cfg["stage"] == "sft" and run_cfg["adapter_name_or_path"].endswith(preference_run)
@@ -202,6 +202,39 @@ def test_evolve_loop_resumes_is_deterministic_and_the_gate_refuses_a_regression(
         assert body["iterations"][0]["candidate"] == candidate and "Iteration 1" in body["report_markdown"]
         listed = client.get("/evolve/runs").json()["data"]
         assert [r["run_id"] for r in listed] == [first.run_id]
+
+
+def test_keyed_before_the_preference_run_chains_the_adapters(evolve_settings: Settings) -> None:
+    """`keyed.order: before`: the drill trains a new adapter on the start model (the base here), shaped like the
+    preference run's, and the preference run continues it; the preference run is the candidate."""
+    from secops_ai.registry import Registry
+
+    settings = evolve_settings
+    from typer.testing import CliRunner
+
+    from secops_ai.cli.main import app
+
+    cfg = tiny_config(start_from="base", keyed={"order": "before", "replay": False},
+                      train={"overrides": {"max_steps": 2, "learning_rate": 5e-3, "cutoff_len": 256, "lora_rank": 4,
+                                           "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+                                           "lora_target": "all", "save_steps": 1}})
+    pipe = EvolvePipeline(cfg, settings)
+    state = pipe.run()
+    it = state["iterations"][0]
+    assert list(it["stages"]) == [*STAGES_BEFORE_TRAIN, "keyed", "train", "gate"]
+    keyed, train = it["stages"]["keyed"], it["stages"]["train"]
+    assert keyed["continues"] is None and keyed["replay"] == 0 and train["continues"] == keyed["run_name"]
+    assert it["candidate"] == train["run_name"] != keyed["run_name"]
+    models = settings.workspace.models
+    drill = yaml.safe_load((models / keyed["run_name"] / "config.yaml").read_text())
+    pref = yaml.safe_load((models / train["run_name"] / "config.yaml").read_text())
+    assert drill["stage"] == "sft" and drill["adapter_name_or_path"] is None
+    assert (drill["lora_rank"], drill["lora_target"]) == (4, "all")  # the preference run's adapter shape
+    assert pref["stage"] == cfg.train.stage and pref["adapter_name_or_path"] == str(models / keyed["run_name"])
+    assert Registry(settings).get(it["candidate"]).stage == "candidate"
+    assert "## Evolve" in (models / it["candidate"] / "model_card.md").read_text()  # the gate measured it
+    shown = CliRunner().invoke(app, ["evolve", "show", pipe.run_id])
+    assert shown.exit_code == 0 and "trained on base" in " ".join(shown.output.split())
 
 
 def test_judge_through_an_openai_compatible_endpoint(evolve_settings: Settings, tiny_llama_dir: Path,

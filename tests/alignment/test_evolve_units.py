@@ -163,10 +163,14 @@ def test_config_errors_name_file_and_field(tmp_path: Path) -> None:
     path.write_text("name: x\nkeyed:\n  items: -1\n")
     with pytest.raises(EvolveConfigError, match=r"keyed\.items"):
         EvolveConfig.from_yaml(path)
+    path.write_text("name: x\nkeyed:\n  order: sideways\n")
+    with pytest.raises(EvolveConfigError, match=r"keyed\.order"):
+        EvolveConfig.from_yaml(path)
     shipped = EvolveConfig.from_yaml(Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-starter.yaml")
     assert shipped.actor.samples >= 4
-    keyed = EvolveConfig.from_yaml(Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-keyed.yaml")
-    assert keyed.keyed.items > 0 and keyed.fingerprint() != shipped.fingerprint()
+    assert shipped.keyed.items > 0 and shipped.keyed.order == "before" and not shipped.keyed.replay
+    drill_last = shipped.model_copy(update={"keyed": shipped.keyed.model_copy(update={"order": "after"})})
+    assert drill_last.fingerprint() != shipped.fingerprint()  # the order changes the run: a new run id
     assert shipped.fingerprint() == EvolveConfig.from_yaml(
         Path(__file__).parents[2] / "configs" / "evolve" / "smollm2-starter.yaml").fingerprint()
 

@@ -105,10 +105,14 @@ class TrainSection(_Section):
 
 
 class KeyedSection(_Section):
-    """Answer-level SFT on verifier-keyed multiple choice, after the preference run (``alignment/keyed.py``)."""
+    """Answer-level SFT on verifier-keyed multiple choice, next to the preference run (``alignment/keyed.py``)."""
 
     items: int = Field(default=0, ge=0, le=100_000, description="Fresh keyed multiple-choice items per iteration; "
                        "0 turns the stage off (the preference run's adapter is the candidate).")
+    order: Literal["after", "before"] = Field(
+        default="after", description="'after': the drill continues the preference run's adapter and is the "
+        "candidate. 'before': the drill continues the start model and the preference run continues the drill's "
+        "adapter, so the last stage to shape free-form replies is the preference run (docs/alignment.md).")
     replay: bool = Field(default=False, description="Mix in the chosen answers of the iteration's actor pairs. "
                          "Measured on the 135M model: it taught a generic refusal (docs/alignment.md), so off.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields for the SFT run "

@@ -46,6 +46,7 @@ from secops_ai.training.runner import interrupt_on_sigterm
 log = logging.getLogger(__name__)
 
 STAGES = ("actor", "verify", "judge", "meta", "pairs", "train", "keyed", "gate")  # verifiers first: cheap, exact
+KEYED_FIRST = ("actor", "verify", "judge", "meta", "pairs", "keyed", "train", "gate")  # keyed.order: before
 PIPELINE_VERSION = "1"
 Progress = Callable[[str], None]
 
@@ -132,6 +133,12 @@ class EvolvePipeline:
                 raise EvolveError(f"evolve run {self.run_id} is already running in another process") from None
             yield
 
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The stage order. Each training stage continues the model the one before it left (the iteration's
+        start model first), and the last one trained is the candidate the gate measures."""
+        return KEYED_FIRST if self.config.keyed.order == "before" else STAGES
+
     # -- the run -------------------------------------------------------------------------------------
     def run(self, iterations: int | None = None) -> dict[str, Any]:
         total = iterations or self.config.iterations
@@ -200,9 +207,10 @@ class EvolvePipeline:
         work = self.dir / f"it{k}"
         work.mkdir(parents=True, exist_ok=True)
         prompts = prompts_mod.load_prompts(self.store, state["prompts"]["ref"])
-        ctx: dict[str, Any] = {"prompts": prompts, "work": work, "it": it}
+        # "candidate": the model the next training stage continues; the start model until one has trained
+        ctx: dict[str, Any] = {"prompts": prompts, "work": work, "it": it, "candidate": it["start_model"]}
         redo = False
-        for stage in STAGES:
+        for stage in self.stages:
             rec = it["stages"].get(stage)
             if not redo and rec and rec.get("done") and self._artefact_ok(rec, work):
                 self._reload(stage, rec, ctx)
@@ -233,7 +241,7 @@ class EvolvePipeline:
             return f.is_file() and _sha(f) == rec.get("sha256")
         if "datasets" in rec:
             return all(self.store.exists(ref) for ref in rec["datasets"].values() if ref)
-        if "run_name" in rec:
+        if rec.get("run_name"):  # a skipped keyed stage before any training names no run
             from secops_ai.registry import Registry, RegistryError
 
             try:
@@ -444,26 +452,31 @@ class EvolvePipeline:
         return f"{run_cfg.provider}/{pending}", {k: metrics.get(k) for k in ("final_loss", "first_loss",
                                                                              "global_step", "train_runtime")}
 
-    def _stage_train(self, ctx: dict[str, Any]) -> dict[str, Any]:
-        it, cfg = ctx["it"], self.config
-        start = it["start_model"]
+    def _train_defaults(self, it: dict[str, Any]) -> dict[str, Any]:
+        """The preference run's RunConfig fields before the model it continues is known."""
+        cfg = self.config
         values: dict[str, Any] = dict(
             model_name_or_path=self.settings.base_model, stage=cfg.train.stage,
-            dataset=ctx["pairs"]["datasets"]["train"],
             cutoff_len=512, lora_rank=8, lora_target="q_proj,k_proj,v_proj,o_proj", learning_rate=5e-5,
             max_steps=40, per_device_train_batch_size=2, gradient_accumulation_steps=2, pref_beta=0.1,
-            seed=it["seed"], save_steps=10, run_name=f"evolve-{cfg.name}-it{it['index']}",
-            description=f"evolve {self.run_id} iteration {it['index']} from {start or 'base'}")
+            seed=it["seed"], save_steps=10, run_name=f"evolve-{cfg.name}-it{it['index']}")
         values.update(cfg.train.overrides)
+        return values
+
+    def _stage_train(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        it = ctx["it"]
+        start = ctx["candidate"]  # the start model, or the keyed drill's run when it ran first
+        values = {**self._train_defaults(it), "dataset": ctx["pairs"]["datasets"]["train"]}
+        values["description"] = f"evolve {self.run_id} iteration {it['index']} from {start or 'base'}"
         if start:
             values["adapter_name_or_path"] = str(self.settings.workspace.models / start)
         name, metrics = self._train_run(it, "train_run_id", values)
         ctx["candidate"] = name
         it["candidate"] = name
-        return {"run_name": name, "metrics": metrics}
+        return {"run_name": name, "continues": start, "metrics": metrics}
 
     def _stage_keyed(self, ctx: dict[str, Any]) -> dict[str, Any]:
-        """Answer-level SFT on verifier-keyed multiple choice, continuing the preference run's adapter."""
+        """Answer-level SFT on verifier-keyed multiple choice, continuing the model the stage before left."""
         from secops_ai.evals.holdout import find_contamination
 
         it, cfg, k = ctx["it"], self.config, self.config.keyed
@@ -482,20 +495,23 @@ class EvolvePipeline:
                                             "replay": len(replay), "reading_pool": len(keyed_mod.reading_pool())}),
             description=f"evolve {cfg.name} iteration {it['index']}: keyed multiple choice"
                         + (" + replayed chosen answers" if replay else ""))
+        start = ctx["candidate"]
         values: dict[str, Any] = dict(
             model_name_or_path=self.settings.base_model, stage="sft", dataset=ref,
-            adapter_name_or_path=str(self.settings.workspace.models / ctx["candidate"]),
             cutoff_len=512, learning_rate=5e-4, lr_scheduler_type="linear", warmup_ratio=0.05,
             per_device_train_batch_size=4, gradient_accumulation_steps=1, num_train_epochs=1.0,
             seed=it["seed"], save_steps=50, run_name=f"evolve-{cfg.name}-it{it['index']}-keyed",
-            description=f"evolve {self.run_id} iteration {it['index']}: keyed items on {ctx['candidate']}")
+            description=f"evolve {self.run_id} iteration {it['index']}: keyed items on {start or 'base'}")
+        if start:
+            values["adapter_name_or_path"] = str(self.settings.workspace.models / start)
+        else:  # a new adapter, of the shape the preference run is configured for (it may continue this one)
+            values.update({f: v for f, v in self._train_defaults(it).items() if f.startswith("lora_")})
         values.update(k.overrides)
         name, metrics = self._train_run(it, "keyed_run_id", values)
         ctx["candidate"] = name
         it["candidate"] = name
         return {"run_name": name, "dataset": ref, "items": len(items), "replay": len(replay),
-                "dropped_as_contaminated": len(bad), "preference_run": it["stages"]["train"]["run_name"],
-                "metrics": metrics}
+                "dropped_as_contaminated": len(bad), "continues": start, "metrics": metrics}
 
     def _stage_gate(self, ctx: dict[str, Any]) -> dict[str, Any]:
         from secops_ai.evals.gate import load_gate

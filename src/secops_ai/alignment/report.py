@@ -107,7 +107,7 @@ def iteration_markdown(it: dict[str, Any]) -> str:
     if keyed and not keyed.get("skipped"):
         lines += [f"- keyed stage: {keyed.get('items')} multiple-choice items ({keyed.get('dropped_as_contaminated')} "
                   f"dropped as gate items) + {keyed.get('replay')} replayed chosen answers in `{keyed.get('dataset')}`,"
-                  f" trained on `{keyed.get('preference_run')}`"]
+                  f" trained on `{keyed.get('continues', keyed.get('preference_run')) or 'base'}`"]
     gate = st.get("gate")
     if gate:
         lines += ["", f"Gate `{gate['gate']}`: {'passed' if gate['gate_passed'] else 'failed'}; no regression vs "
