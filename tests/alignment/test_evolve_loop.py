@@ -33,7 +33,8 @@ def tiny_config(**overrides) -> EvolveConfig:
         "train": {"overrides": {"max_steps": 3, "learning_rate": 5e-3, "cutoff_len": 256,
                                 "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                                 "lora_target": "all", "save_steps": 1}},
-        "keyed": {"items": 8, "replay": True, "overrides": {"max_steps": 2, "cutoff_len": 384, "save_steps": 1}},
+        "keyed": {"items": 8, "order": "after", "replay": True,
+                  "overrides": {"max_steps": 2, "cutoff_len": 384, "save_steps": 1}},
         "gate": {"gate": str(GATE), "safety_suites": ["policy"], "max_regression": 0.0},
     }
     for key, value in overrides.items():

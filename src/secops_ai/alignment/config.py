@@ -109,10 +109,11 @@ class KeyedSection(_Section):
 
     items: int = Field(default=0, ge=0, le=100_000, description="Fresh keyed multiple-choice items per iteration; "
                        "0 turns the stage off (the preference run's adapter is the candidate).")
-    order: Literal["after", "before"] = Field(
-        default="after", description="'after': the drill continues the preference run's adapter and is the "
-        "candidate. 'before': the drill continues the start model and the preference run continues the drill's "
-        "adapter, so the last stage to shape free-form replies is the preference run (docs/alignment.md).")
+    order: Literal["before", "after"] = Field(
+        default="before", description="'before': the drill continues the start model and the preference run "
+        "continues the drill's adapter, so the preference run is the last to shape free-form replies. 'after': the "
+        "drill continues the preference run's adapter and is the candidate; measured on the 135M model, a drill "
+        "trained last left one-word replies (docs/alignment.md).")
     replay: bool = Field(default=False, description="Mix in the chosen answers of the iteration's actor pairs. "
                          "Measured on the 135M model: it taught a generic refusal (docs/alignment.md), so off.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="RunConfig fields for the SFT run "
