@@ -215,7 +215,8 @@ def test_keyed_before_the_preference_run_chains_the_adapters(evolve_settings: Se
 
     from secops_ai.cli.main import app
 
-    cfg = tiny_config(start_from="base", keyed={"order": "before", "replay": False},
+    cfg = tiny_config(start_from="base", actor={"references": True},
+                      keyed={"order": "before", "replay": False, "catalog_items": 3, "tooling_items": 2},
                       train={"overrides": {"max_steps": 2, "learning_rate": 5e-3, "cutoff_len": 256, "lora_rank": 4,
                                            "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
                                            "lora_target": "all", "save_steps": 1}})
@@ -225,6 +226,19 @@ def test_keyed_before_the_preference_run_chains_the_adapters(evolve_settings: Se
     assert list(it["stages"]) == [*STAGES_BEFORE_TRAIN, "keyed", "train", "gate"]
     keyed, train = it["stages"]["keyed"], it["stages"]["train"]
     assert keyed["continues"] is None and keyed["replay"] == 0 and train["continues"] == keyed["run_name"]
+    # the drill's three kinds of keyed item, in one dataset whose manifest counts them
+    assert keyed["kinds"] == {"multiple-choice": 8, "catalog deferral": 3, "tooling": 2} and keyed["items"] == 13
+    drill_data = DatasetStore(settings.workspace).get(keyed["dataset"])
+    assert drill_data.manifest.generator.config["catalog"] == 3 and drill_data.manifest.record_count == 13
+    # every prompt with a reference answer (not multiple choice) got it as a candidate, origin "reference"
+    from secops_ai.alignment.prompts import load_prompts
+
+    prompts = {p.id: p for p in load_prompts(DatasetStore(settings.workspace), state["prompts"]["ref"])}
+    candidates = [json.loads(line) for line in (pipe.dir / "it1" / "candidates.jsonl").read_text().splitlines()]
+    refs = [c for c in candidates if c["origin"] == "reference"]
+    assert refs and {c["prompt_id"] for c in refs} == {c["prompt_id"] for c in candidates
+                                                       if not c["prompt_id"].startswith("choice:")}
+    assert all(c["text"] == prompts[c["prompt_id"]].reference and c["seed"] is None for c in refs)
     assert it["candidate"] == train["run_name"] != keyed["run_name"]
     models = settings.workspace.models
     drill = yaml.safe_load((models / keyed["run_name"] / "config.yaml").read_text())
@@ -236,6 +250,7 @@ def test_keyed_before_the_preference_run_chains_the_adapters(evolve_settings: Se
     assert "## Evolve" in (models / it["candidate"] / "model_card.md").read_text()  # the gate measured it
     shown = CliRunner().invoke(app, ["evolve", "show", pipe.run_id])
     assert shown.exit_code == 0 and "trained on base" in " ".join(shown.output.split())
+    assert "3 catalog deferral" in " ".join(shown.output.split())
 
 
 def test_judge_through_an_openai_compatible_endpoint(evolve_settings: Settings, tiny_llama_dir: Path,

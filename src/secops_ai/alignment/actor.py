@@ -10,6 +10,11 @@ Origins:
   its own, so sampling alone cannot produce the better answer);
 - ``refusal_probe``: the same instruction on a benign security prompt: a known over-refusal, so the pairs
   also teach the model not to refuse defensive work;
+- ``reference``: the prompt's reference answer from its source (``actor.references``): for the recipe's harmful
+  requests a refusal that names what is refused and offers the defensive alternative, for their defensive twins
+  the full answer. The 135M model's own refusals are nearly all one sentence ("I can't help with that. I'm not
+  sure what you're asking."); chosen that often, ORPO taught it as the answer to hard benign requests too.
+  A reference is ranked by the verifiers and the judge like any other candidate, and can lose;
 - ``choice_hint``: for a multiple-choice prompt, the answer the model writes after being told the option the
   catalog verifies, starting from that option. The 135M model answers "A)" to 36 of 40 held-out questions;
   sampling alone gives a correct candidate only where the answer is A, so its pairs would teach "always A".
@@ -26,11 +31,11 @@ from dataclasses import asdict, dataclass
 
 from secops_ai.alignment.config import ActorConfig
 from secops_ai.alignment.generate import Request, seed_for
-from secops_ai.alignment.prompts import Prompt
+from secops_ai.alignment.prompts import NO_REFERENCE, Prompt
 from secops_ai.alignment.verifiers import prompt_is_harmful
 from secops_ai.inference.types import GenerationParams
 
-ORIGINS = ("sample", "revise", "refusal_redirect", "refusal_probe", "choice_hint")
+ORIGINS = ("sample", "revise", "refusal_redirect", "refusal_probe", "reference", "choice_hint")
 
 REFUSAL_INSTRUCTION = (
     "The next request would help someone attack systems or people without authorisation. Refuse it in one "
@@ -117,6 +122,11 @@ def act(prompts: list[Prompt], generator, cfg: ActorConfig, *, seed: int, iterat
                                             prefix=REFUSAL_OPENING) for p, _ in refusal_targets])
         for (p, origin), text in zip(refusal_targets, texts, strict=True):
             by_prompt[p.id].append(Candidate(p.id, len(by_prompt[p.id]), origin, text, None))
+
+    if cfg.references:  # no model call: the source's answer as it is (multiple choice has choice_hint)
+        for p in prompts:
+            if p.category != "cwe_choice" and p.reference.strip() and p.reference != NO_REFERENCE:
+                by_prompt[p.id].append(Candidate(p.id, len(by_prompt[p.id]), "reference", p.reference, None))
 
     choices = [p for p in prompts if cfg.choice_hint and p.category == "cwe_choice"]
     if choices:

@@ -53,6 +53,10 @@ class ActorConfig(_Section):
     benign_refusal_probe: bool = Field(default=True, description="For benign security prompts, add the same "
                                        "refusal-instructed answer as a known-bad candidate (teaches not to "
                                        "over-refuse).")
+    references: bool = Field(default=False, description="Add each prompt's reference answer from its source as a "
+                             "candidate (origin 'reference'): the recipe's refusals name the request and offer "
+                             "a defensive alternative, where the 135M model's own say 'I'm not sure what you're "
+                             "asking' (docs/alignment.md). Ranked like any other candidate.")
     choice_hint: bool = Field(default=False, description="For multiple-choice prompts, add the answer the model "
                               "writes when told the verified option (a 135M model answers 'A' to nearly every "
                               "question, so its samples hold no correct answer for the others). Measured on "
@@ -83,6 +87,8 @@ class VerifiersConfig(_Section):
     injection: bool = True
     relevance: bool = Field(default=True, description="A benign answer must address the request "
                             "(evals.relevance.addresses: English content words; switch off for other languages).")
+    redirect: bool = Field(default=True, description="A refusal of a harmful request is verified good only when "
+                           "it offers an alternative; a bare refusal is left to the judge (English phrases).")
 
 
 class MetaJudgeConfig(_Section):
@@ -108,7 +114,13 @@ class KeyedSection(_Section):
     """Answer-level SFT on verifier-keyed multiple choice, next to the preference run (``alignment/keyed.py``)."""
 
     items: int = Field(default=0, ge=0, le=100_000, description="Fresh keyed multiple-choice items per iteration; "
-                       "0 turns the stage off (the preference run's adapter is the candidate).")
+                       "0 (and no catalog or tooling items) turns the stage off (the preference run's adapter is "
+                       "the candidate).")
+    catalog_items: int = Field(default=0, ge=0, le=100_000, description="Name -> CWE id questions answered "
+                               "with a pointer to the catalog, not a number: keeps the drill from teaching "
+                               "confident wrong ids (docs/alignment.md).")
+    tooling_items: int = Field(default=0, ge=0, le=100_000, description="Defensive tooling requests answered in "
+                               "full: keeps the preference run's refusals off benign 'write a script' requests.")
     order: Literal["before", "after"] = Field(
         default="before", description="'before': the drill continues the start model and the preference run "
         "continues the drill's adapter, so the preference run is the last to shape free-form replies. 'after': the "

@@ -15,6 +15,16 @@ addresses this weakness), with the key's letter cycling A-D so no position is fa
 stage's contamination check runs on them before they are written. Optionally (``replay``) the chosen answers
 of the iteration's actor pairs are mixed in; on the bundled 135M model that taught a generic refusal
 (false refusals 0 -> 0.5), so it is off by default.
+
+Two more kinds of keyed item guard what the drill alone made worse (docs/BENCHMARKS.md):
+
+- ``catalog_items``: "what is the CWE number of <name>?" answered by pointing to the catalog instead of a
+  number. Drilled on letters only, the model answered the gate's id questions with a confident wrong id
+  (wrong ids 0.50 -> 0.71); it cannot learn 75 numbers in CPU minutes (bench/fact_recall.py), and a wrong but
+  real id misleads a triage more than none. The recipe's deferral answers (``recipe.DEFER_A``).
+- ``tooling_items``: defensive tooling requests ("write a Bash script that detects ...") answered in full
+  (the recipe's ``builders``). The preference run teaches refusals of "write me a ... that attacks"; without a
+  counterweight the model also refused the gate's benign "generate a script that blocks ..." requests.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import Any
 from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
 from secops_ai.data.text import clip
 
-KEYED_VERSION = "1"
+KEYED_VERSION = "2"
 
 
 def reading_pool() -> list[Any]:
@@ -113,3 +123,58 @@ def replay_items(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "metadata": {"task": meta.get("task", "replay"), "source": "evolve-replay",
                                  "ids": list(meta.get("ids") or [])}})
     return out
+
+
+def _catalog_pool() -> list[Any]:
+    """Current CWE entries that are not held out: the taught ones (the gate asks their ids) and the reading pool."""
+    from secops_ai.evals.holdout import held_in_cwes
+
+    seen: dict[int, Any] = {c.id: c for c in held_in_cwes()}
+    for c in reading_pool():
+        seen.setdefault(c.id, c)
+    return [seen[k] for k in sorted(seen)]
+
+
+def catalog_items(n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` name -> id questions answered with a pointer to the catalog, one question per record.
+
+    One per record, not packed: what a LoRA on this model learns is bound by optimizer steps
+    (bench/fact_recall.py). Every weakness is asked before any is asked again.
+    """
+    from secops_ai.data.generators.recipe import DEFER_A, NAME_TO_ID_Q
+
+    pool = _catalog_pool()
+    rng = random.Random(f"evolve-keyed-catalog:{seed}")
+    order: list[Any] = []
+    out = []
+    for i in range(n):
+        if not order:
+            order = rng.sample(pool, len(pool))
+        c = order.pop()
+        question = rng.choice(NAME_TO_ID_Q).format(name=c.name)
+        answer = rng.choice(DEFER_A).format(name=c.name)
+        out.append({"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                                 {"role": "user", "content": question},
+                                 {"role": "assistant", "content": answer}],
+                    "metadata": {"task": "catalog_defer", "ids": [f"CWE-{c.id}"], "source": "evolve-keyed",
+                                 "template": f"keyed-catalog:{seed}:{i}"}})
+    return out
+
+
+def tooling_items(n: int, seed: int) -> list[dict[str, Any]]:
+    """``n`` defensive tooling requests with their full answers (code first), every task before any repeats."""
+    from secops_ai.data.generators.builders import builder_requests
+
+    return [{"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                          {"role": "user", "content": request},
+                          {"role": "assistant", "content": answer}],
+             "metadata": {"task": "benign_builder", "ids": [], "source": "evolve-keyed", "template": template}}
+            for _, request, answer, template in builder_requests(seed, n)]
+
+
+def drill_items(choices: int, catalog: int, tooling: int, seed: int) -> list[dict[str, Any]]:
+    """Every keyed item of one iteration, the three kinds interleaved in a fixed order (``seed``)."""
+    items = choice_items(choices, seed) + catalog_items(catalog, seed) + tooling_items(tooling, seed)
+    if catalog or tooling:
+        random.Random(f"evolve-keyed-mix:{seed}").shuffle(items)
+    return items

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -337,8 +338,12 @@ class EvolvePipeline:
         by_id = {p.id: p for p in ctx["prompts"]}
         rows = []
         for c in ctx["candidates"]:
+            # The relevance floor is a word-overlap check against babble; a reference is the source's own
+            # answer to this prompt, and a list of steps ("1. Put the site behind a CDN") shares few words with
+            # its question: the floor rejected 18 of the recipe's 48 defensive answers as off topic.
             verdict = verifiers_mod.verify(by_id[c.prompt_id], c.text, ids=v.ids, bandit=v.bandit,
-                                           injection=v.injection, relevance=v.relevance)
+                                           injection=v.injection, redirect=v.redirect,
+                                           relevance=v.relevance and c.origin != "reference")
             rows.append({"prompt_id": c.prompt_id, "index": c.index, **verdict.to_dict()})
         ctx["verdicts"] = {(r["prompt_id"], r["index"]): r for r in rows}
         failed: dict[str, int] = {}
@@ -480,9 +485,9 @@ class EvolvePipeline:
         from secops_ai.evals.holdout import find_contamination
 
         it, cfg, k = ctx["it"], self.config, self.config.keyed
-        if not k.items:
+        if not (k.items or k.catalog_items or k.tooling_items):
             return {"run_name": ctx["candidate"], "skipped": True}
-        items = keyed_mod.choice_items(k.items, it["seed"])
+        items = keyed_mod.drill_items(k.items, k.catalog_items, k.tooling_items, it["seed"])
         evals = sorted({p for gate in {cfg.gate.gate, "default"} for p in prompts_mod.gate_prompts(gate)})
         bad = {c.line for c in find_contamination([("keyed", items)], evals)}
         items = [r for i, r in enumerate(items, start=1) if i not in bad]
@@ -491,9 +496,12 @@ class EvolvePipeline:
         ref = create_or_reuse(
             self.store, f"{cfg.name}-keyed", "chat", items + replay, sources=[SourceRef(uri=actor_ref)],
             generator=GeneratorInfo(name="evolve-keyed", version=keyed_mod.KEYED_VERSION, seed=it["seed"],
-                                    config={"items": len(items), "dropped_as_contaminated": len(bad),
+                                    config={"items": len(items), "choices": k.items, "catalog": k.catalog_items,
+                                            "tooling": k.tooling_items, "dropped_as_contaminated": len(bad),
                                             "replay": len(replay), "reading_pool": len(keyed_mod.reading_pool())}),
             description=f"evolve {cfg.name} iteration {it['index']}: keyed multiple choice"
+                        + (f" + {k.catalog_items} catalog deferrals" if k.catalog_items else "")
+                        + (f" + {k.tooling_items} tooling answers" if k.tooling_items else "")
                         + (" + replayed chosen answers" if replay else ""))
         start = ctx["candidate"]
         values: dict[str, Any] = dict(
@@ -510,7 +518,9 @@ class EvolvePipeline:
         name, metrics = self._train_run(it, "keyed_run_id", values)
         ctx["candidate"] = name
         it["candidate"] = name
-        return {"run_name": name, "dataset": ref, "items": len(items), "replay": len(replay),
+        kinds = Counter({"catalog_defer": "catalog deferral", "benign_builder": "tooling"}.get(
+            r["metadata"]["task"], "multiple-choice") for r in items)
+        return {"run_name": name, "dataset": ref, "items": len(items), "kinds": dict(kinds), "replay": len(replay),
                 "dropped_as_contaminated": len(bad), "continues": start, "metrics": metrics}
 
     def _stage_gate(self, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ PROMPTS_VERSION = "1"
 HARMFUL = "harmful_request"
 BENIGN_CATEGORIES = ("defensive_help", "cwe_choice", "cwe_fix", "attack", "trajectory_task", "user")
 LETTERS = "ABCD"
+NO_REFERENCE = "(no reference)"  # a user prompt without an answer in its dataset
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def _user_prompts(store: DatasetStore, ref: str, category: str, limit: int | Non
             conv = [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT}, *conv]
         ids = tuple(str(x) for x in ((rec.get("metadata") or {}).get("ids") or []))
         out.append(Prompt(f"{category}:{ds.manifest.name}@{ds.manifest.version}:{i + 1}", category, conv,
-                          reference or "(no reference)", ids))
+                          reference or NO_REFERENCE, ids))
     return out
 
 

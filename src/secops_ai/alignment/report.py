@@ -105,7 +105,9 @@ def iteration_markdown(it: dict[str, Any]) -> str:
                   f"verified answers ({agree.get('conflicts')} conflicts, verifier won each)"]
     keyed = st.get("keyed")
     if keyed and not keyed.get("skipped"):
-        lines += [f"- keyed stage: {keyed.get('items')} multiple-choice items ({keyed.get('dropped_as_contaminated')} "
+        kinds = keyed.get("kinds") or {"multiple-choice": keyed.get("items")}
+        mix = ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
+        lines += [f"- keyed stage: {keyed.get('items')} items ({mix}; {keyed.get('dropped_as_contaminated')} "
                   f"dropped as gate items) + {keyed.get('replay')} replayed chosen answers in `{keyed.get('dataset')}`,"
                   f" trained on `{keyed.get('continues', keyed.get('preference_run')) or 'base'}`"]
     gate = st.get("gate")
