@@ -30,12 +30,16 @@ Two more kinds of keyed item guard what the drill alone made worse (docs/BENCHMA
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 from secops_ai.config.settings import DEFAULT_SYSTEM_PROMPT
 from secops_ai.data.text import clip
 
 KEYED_VERSION = "2"
+CATALOG_TASK = "catalog_defer"
+TOOLING_TASK = "benign_builder"
+_KIND = {CATALOG_TASK: "catalog deferral", TOOLING_TASK: "tooling"}  # any other task: multiple choice
 
 
 def reading_pool() -> list[Any]:
@@ -156,7 +160,7 @@ def catalog_items(n: int, seed: int) -> list[dict[str, Any]]:
         out.append({"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
                                  {"role": "user", "content": question},
                                  {"role": "assistant", "content": answer}],
-                    "metadata": {"task": "catalog_defer", "ids": [f"CWE-{c.id}"], "source": "evolve-keyed",
+                    "metadata": {"task": CATALOG_TASK, "ids": [f"CWE-{c.id}"], "source": "evolve-keyed",
                                  "template": f"keyed-catalog:{seed}:{i}"}})
     return out
 
@@ -168,7 +172,7 @@ def tooling_items(n: int, seed: int) -> list[dict[str, Any]]:
     return [{"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
                           {"role": "user", "content": request},
                           {"role": "assistant", "content": answer}],
-             "metadata": {"task": "benign_builder", "ids": [], "source": "evolve-keyed", "template": template}}
+             "metadata": {"task": TOOLING_TASK, "ids": [], "source": "evolve-keyed", "template": template}}
             for _, request, answer, template in builder_requests(seed, n)]
 
 
@@ -178,3 +182,8 @@ def drill_items(choices: int, catalog: int, tooling: int, seed: int) -> list[dic
     if catalog or tooling:
         random.Random(f"evolve-keyed-mix:{seed}").shuffle(items)
     return items
+
+
+def kind_counts(items: list[dict[str, Any]]) -> dict[str, int]:
+    """How many drill items of each kind ("multiple-choice", "catalog deferral", "tooling") ``items`` holds."""
+    return dict(Counter(_KIND.get(r["metadata"]["task"], "multiple-choice") for r in items))

@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -518,10 +517,8 @@ class EvolvePipeline:
         name, metrics = self._train_run(it, "keyed_run_id", values)
         ctx["candidate"] = name
         it["candidate"] = name
-        kinds = Counter({"catalog_defer": "catalog deferral", "benign_builder": "tooling"}.get(
-            r["metadata"]["task"], "multiple-choice") for r in items)
-        return {"run_name": name, "dataset": ref, "items": len(items), "kinds": dict(kinds), "replay": len(replay),
-                "dropped_as_contaminated": len(bad), "continues": start, "metrics": metrics}
+        return {"run_name": name, "dataset": ref, "items": len(items), "kinds": keyed_mod.kind_counts(items),
+                "replay": len(replay), "dropped_as_contaminated": len(bad), "continues": start, "metrics": metrics}
 
     def _stage_gate(self, ctx: dict[str, Any]) -> dict[str, Any]:
         from secops_ai.evals.gate import load_gate
