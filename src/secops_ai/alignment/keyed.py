@@ -42,6 +42,14 @@ TOOLING_TASK = "benign_builder"
 _KIND = {CATALOG_TASK: "catalog deferral", TOOLING_TASK: "tooling"}  # any other task: multiple choice
 
 
+def _record(question: str, answer: str, task: str, ids: list[str], template: str) -> dict[str, Any]:
+    """One keyed chat record: the default system prompt, the question, the keyed answer."""
+    return {"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
+                         {"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}],
+            "metadata": {"task": task, "ids": ids, "source": "evolve-keyed", "template": template}}
+
+
 def reading_pool() -> list[Any]:
     """Weaknesses usable for keyed questions: Base/Variant, current, with a description and a mitigation,
     and never held out (the gate's items are built from held-out weaknesses only)."""
@@ -103,11 +111,7 @@ def choice_items(n: int, seed: int) -> list[dict[str, Any]]:
         wrong = options[1:]
         rng.shuffle(wrong)
         question = _question(stem, [*wrong[:k], options[0], *wrong[k:]])
-        out.append({"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                                 {"role": "user", "content": question},
-                                 {"role": "assistant", "content": LETTERS[k]}],
-                    "metadata": {"task": task, "ids": [f"CWE-{c.id}"], "source": "evolve-keyed",
-                                 "template": f"keyed:{seed}:{i}"}})
+        out.append(_record(question, LETTERS[k], task, [f"CWE-{c.id}"], f"keyed:{seed}:{i}"))
     return out
 
 
@@ -157,11 +161,7 @@ def catalog_items(n: int, seed: int) -> list[dict[str, Any]]:
         c = order.pop()
         question = rng.choice(NAME_TO_ID_Q).format(name=c.name)
         answer = rng.choice(DEFER_A).format(name=c.name)
-        out.append({"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                                 {"role": "user", "content": question},
-                                 {"role": "assistant", "content": answer}],
-                    "metadata": {"task": CATALOG_TASK, "ids": [f"CWE-{c.id}"], "source": "evolve-keyed",
-                                 "template": f"keyed-catalog:{seed}:{i}"}})
+        out.append(_record(question, answer, CATALOG_TASK, [f"CWE-{c.id}"], f"keyed-catalog:{seed}:{i}"))
     return out
 
 
@@ -169,10 +169,7 @@ def tooling_items(n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` defensive tooling requests with their full answers (code first), every task before any repeats."""
     from secops_ai.data.generators.builders import builder_requests
 
-    return [{"messages": [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
-                          {"role": "user", "content": request},
-                          {"role": "assistant", "content": answer}],
-             "metadata": {"task": TOOLING_TASK, "ids": [], "source": "evolve-keyed", "template": template}}
+    return [_record(request, answer, TOOLING_TASK, [], template)
             for _, request, answer, template in builder_requests(seed, n)]
 
 
